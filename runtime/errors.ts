@@ -1,0 +1,77 @@
+/**
+ * Errors of the runtime, typed by what the caller does next:
+ * - `WeirError`: the root; `retriable` says whether the same call may succeed later.
+ * - `TopologyError`: the topology is wrong; fix the code, nothing runs.
+ * - `ConfigError`: a setting is wrong; the message names it.
+ * - `TaskMigratedError`: another worker owns the task now (fenced); close it as a zombie and rejoin.
+ * - `TaskCorruptedError`: the task's uncommitted work is lost; drop it and restore from the changelog.
+ * - `ProcessingError`: user code failed; carries processor, task and record coordinates.
+ * - `StateDirLockedError`: another live worker holds the state directory.
+ * - `RecordRejectedError`: thrown by a processor that finds a record invalid given its state (before changing
+ *   anything); the record goes to the dead-letter topic whatever the processing-error policy.
+ */
+export class WeirError extends Error {
+  readonly retriable: boolean;
+  constructor(message: string, opts: { cause?: unknown; retriable?: boolean } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.retriable = opts.retriable ?? false;
+  }
+}
+
+export class TopologyError extends WeirError {}
+
+export class ConfigError extends WeirError {}
+
+export class TaskMigratedError extends WeirError {
+  constructor(readonly taskId: string, cause?: unknown) {
+    super(`task ${taskId} was migrated to another worker (fenced)`, { cause, retriable: true });
+  }
+}
+
+export class TaskCorruptedError extends WeirError {
+  constructor(readonly taskId: string, reason: string, cause?: unknown) {
+    super(`task ${taskId} lost its uncommitted work: ${reason}`, { cause, retriable: true });
+  }
+}
+
+export interface RecordCoordinates {
+  topic: string;
+  partition: number;
+  offset: string;
+}
+
+export class ProcessingError extends WeirError {
+  constructor(
+    readonly processor: string,
+    readonly taskId: string,
+    readonly record: RecordCoordinates,
+    cause: unknown,
+  ) {
+    super(
+      `processor '${processor}' of task ${taskId} failed on ${record.topic}/${record.partition}@${record.offset}: ${
+        cause instanceof Error ? cause.message : String(cause)
+      }`,
+      { cause },
+    );
+  }
+}
+
+export class StateDirLockedError extends WeirError {
+  constructor(readonly dir: string, readonly holderPid: number) {
+    super(
+      `state directory ${dir} is locked by another worker (pid ${holderPid}); stop it or give this worker its own stateDir`,
+    );
+  }
+}
+
+export class BrokerUnreachableError extends WeirError {
+  constructor(readonly brokers: string, waitedMs: number, cause?: unknown) {
+    super(`cannot reach Kafka at ${brokers} after ${Math.round(waitedMs / 1000)} s; is the broker running and the address right?`, {
+      cause,
+      retriable: true,
+    });
+  }
+}
+
+export class RecordRejectedError extends WeirError {}

@@ -1,0 +1,75 @@
+/**
+ * Serdes turn keys and values into bytes and back.
+ * - `Serde<T>` may be asynchronous (a registry lookup); sources and sinks accept it.
+ * - `SyncSerde<T>` is what state stores need: they run on every record and must not wait.
+ */
+export interface SerdeContext {
+  topic: string;
+  headers?: Record<string, Buffer | undefined>;
+}
+
+export interface Serde<T> {
+  serialize(value: T, ctx: SerdeContext): Buffer | Promise<Buffer>;
+  deserialize(data: Buffer, ctx: SerdeContext): T | Promise<T>;
+}
+
+export interface SyncSerde<T> extends Serde<T> {
+  serialize(value: T, ctx?: SerdeContext): Buffer;
+  deserialize(data: Buffer, ctx?: SerdeContext): T;
+}
+
+export const Serdes = {
+  string(): SyncSerde<string> {
+    return {
+      serialize: (v) => Buffer.from(v, 'utf8'),
+      deserialize: (b) => b.toString('utf8'),
+    };
+  },
+  bytes(): SyncSerde<Buffer> {
+    return { serialize: (v) => v, deserialize: (b) => b };
+  },
+  /** JSON; bigint values round-trip exactly (written as `{"$bigint":"<digits>"}`), so exact amounts survive. */
+  json<T>(): SyncSerde<T> {
+    return {
+      serialize: (v) => {
+        // The replacer costs a call per value: only pay for it when there is a bigint to write.
+        try {
+          return Buffer.from(JSON.stringify(v), 'utf8');
+        } catch (err) {
+          if (!(err instanceof TypeError) || !/BigInt/i.test(err.message)) throw err;
+          return Buffer.from(JSON.stringify(v, bigintReplacer), 'utf8');
+        }
+      },
+      deserialize: (b) => {
+        const text = b.toString('utf8');
+        return (text.includes('"$bigint"') ? JSON.parse(text, bigintReviver) : JSON.parse(text)) as T;
+      },
+    };
+  },
+  /** A signed 64-bit big-endian integer, as Java's LongSerializer writes it. */
+  bigint(): SyncSerde<bigint> {
+    return {
+      serialize: (v) => {
+        const b = Buffer.allocUnsafe(8);
+        b.writeBigInt64BE(v);
+        return b;
+      },
+      deserialize: (b) => {
+        if (b.length !== 8) throw new Error(`a long takes 8 bytes, got ${b.length}`);
+        return b.readBigInt64BE();
+      },
+    };
+  },
+};
+
+function bigintReplacer(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? { $bigint: value.toString() } : value;
+}
+
+function bigintReviver(_key: string, value: unknown): unknown {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const big = (value as { $bigint?: unknown }).$bigint;
+    if (typeof big === 'string' && Object.keys(value).length === 1) return BigInt(big);
+  }
+  return value;
+}

@@ -1,0 +1,168 @@
+import type { ByteChange, StoreBackend } from './store.js';
+import { WeirError } from '../runtime/errors.js';
+
+/**
+ * A store transaction's life: STARTED (writes accepted) → PREPARED (changelog records handed out,
+ * writes refused) → COMPLETE (landed in the backend; the next transaction starts at once), or FAILED
+ * (the backend write failed; only `abort()` leaves it).
+ */
+export type StoreTransactionState = 'STARTED' | 'PREPARED' | 'COMPLETE' | 'FAILED';
+
+type Operation = 'get' | 'put' | 'delete' | 'iterate' | 'prepare' | 'complete' | 'restore';
+
+interface DirtyEntry {
+  key: Buffer;
+  /** null: a pending delete. */
+  value: Buffer | null;
+}
+
+/**
+ * The per-task write buffer in front of one store's backend: the store's part of the commit path.
+ * Responsible for:
+ * - holding the task's uncommitted writes (last write per key wins) and letting reads and scans see them;
+ * - handing the commit those writes as changelog records (prepare), then landing them in the backend
+ *   together with the changelog offset (complete), or dropping them (abort);
+ * - refusing calls that do not fit the transaction's state, so a commit cannot be half-applied unnoticed;
+ * - applying changelog records during restore, straight to the backend.
+ *
+ * The store takes ownership of the buffers given to `put`; they must not be changed afterwards.
+ */
+export class BufferedStore {
+  private readonly dirty = new Map<string, DirtyEntry>();
+  private prepared: ByteChange[] | null = null;
+  private txState: StoreTransactionState = 'STARTED';
+
+  constructor(
+    readonly name: string,
+    readonly backend: StoreBackend,
+  ) {}
+
+  get state(): StoreTransactionState {
+    return this.txState;
+  }
+
+  /** How many keys have uncommitted changes. */
+  get dirtyCount(): number {
+    return this.dirty.size;
+  }
+
+  async get(key: Buffer): Promise<Buffer | undefined> {
+    this.check('get');
+    const entry = this.dirty.get(key.toString('latin1'));
+    if (entry) return entry.value ?? undefined;
+    return this.backend.get(key);
+  }
+
+  put(key: Buffer, value: Buffer): void {
+    this.check('put');
+    this.dirty.set(key.toString('latin1'), { key, value });
+  }
+
+  delete(key: Buffer): void {
+    this.check('delete');
+    this.dirty.set(key.toString('latin1'), { key, value: null });
+  }
+
+  /**
+   * Entries with gte <= key <= lte in key byte order: the backend's committed entries merged with the
+   * uncommitted ones as they stand when the scan starts (a pending put overrides, a pending delete hides).
+   */
+  async *iterate(bounds: { gte?: Buffer; lte?: Buffer }): AsyncGenerator<readonly [Buffer, Buffer]> {
+    this.check('iterate');
+    const gte = bounds.gte?.toString('latin1');
+    const lte = bounds.lte?.toString('latin1');
+    const pending: [string, DirtyEntry][] = [];
+    for (const e of this.dirty) {
+      if ((gte === undefined || e[0] >= gte) && (lte === undefined || e[0] <= lte)) pending.push(e);
+    }
+    // latin1 strings compare like their bytes.
+    pending.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+
+    let i = 0;
+    for await (const [key, value] of this.backend.iterate(bounds)) {
+      let cmp = -1;
+      while (i < pending.length && (cmp = Buffer.compare(pending[i]![1].key, key)) < 0) {
+        const p = pending[i++]![1];
+        if (p.value !== null) yield [p.key, p.value];
+      }
+      if (i < pending.length && cmp === 0) {
+        const p = pending[i++]![1];
+        if (p.value !== null) yield [p.key, p.value];
+        continue;
+      }
+      yield [key, value];
+    }
+    for (; i < pending.length; i++) {
+      const p = pending[i]![1];
+      if (p.value !== null) yield [p.key, p.value];
+    }
+  }
+
+  /** Commit step: STARTED → PREPARED. Returns the uncommitted changes, one per key, for the changelog. */
+  prepare(): ByteChange[] {
+    this.check('prepare');
+    this.prepared = Array.from(this.dirty.values(), (e): ByteChange => [e.key, e.value]);
+    this.txState = 'PREPARED';
+    return this.prepared;
+  }
+
+  /**
+   * Commit step: PREPARED → COMPLETE. Lands the prepared changes and `changelogOffset` (the next changelog
+   * offset they reflect; null leaves the stored one) in the backend atomically, then starts the next
+   * transaction. A failed write leaves the transaction FAILED and rethrows.
+   */
+  async complete(changelogOffset: number | null): Promise<void> {
+    this.check('complete');
+    try {
+      await this.backend.write(this.prepared ?? [], changelogOffset);
+    } catch (err) {
+      this.txState = 'FAILED';
+      throw err;
+    }
+    this.txState = 'COMPLETE';
+    this.dirty.clear();
+    this.prepared = null;
+    this.txState = 'STARTED';
+  }
+
+  /** Drops every uncommitted change, in any state; the next transaction starts. */
+  abort(): void {
+    this.dirty.clear();
+    this.prepared = null;
+    this.txState = 'STARTED';
+  }
+
+  /** Applies changelog records during restore; `nextOffset` is the changelog offset after them. */
+  async restore(changes: ByteChange[], nextOffset: number): Promise<void> {
+    this.check('restore');
+    if (this.dirty.size > 0) {
+      throw new WeirError(`Illegal state ${this.txState} with ${this.dirty.size} uncommitted changes while restore on store '${this.name}'`);
+    }
+    await this.backend.write(changes, nextOffset);
+  }
+
+  private check(op: Operation): void {
+    if (!allowed(this.txState, op)) {
+      throw new WeirError(`Illegal state ${this.txState} while ${op} on store '${this.name}'`);
+    }
+  }
+}
+
+function allowed(state: StoreTransactionState, op: Operation): boolean {
+  switch (state) {
+    case 'STARTED':
+      return op !== 'complete';
+    case 'PREPARED':
+      // Reads stay consistent (the buffer is kept until the write lands); nothing may change it.
+      return op === 'complete' || op === 'get' || op === 'iterate';
+    case 'COMPLETE':
+      // Transient inside complete(): nothing runs between it and the next STARTED.
+      return false;
+    case 'FAILED':
+      return false;
+    default: {
+      const unknown: never = state;
+      throw new WeirError(`unknown store transaction state ${String(unknown)}`);
+    }
+  }
+}

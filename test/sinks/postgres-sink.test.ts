@@ -1,0 +1,398 @@
+/**
+ * The Postgres sink on the real broker and the real database: exactly once through batches, SIGKILLs, cut
+ * connections and aborted transactions. Each test has its own topics, sink name (consumer group) and schema.
+ */
+import type pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { OffsetConflictError } from '../../sinks/errors.js';
+import { PostgresSink } from '../../sinks/postgres/postgres-sink.js';
+import { SinkRunner, type SinkRunnerConfig, type SinkRunnerEvents } from '../../sinks/sink-runner.js';
+import { buildSink, type SinkSpec } from '../fixtures/sink-factory.js';
+import { ledgerEntries, positions, reconciliations, routingDecisions } from '../fixtures/sink-data.js';
+import { partitionForKey } from '../../runtime/partitioner.js';
+import { brokers, createTopics, unique, waitFor } from '../helpers/kafka.js';
+import { ChildWorker } from '../helpers/processes.js';
+import { expectTablesExact } from './postgres-check.js';
+import {
+  dropSchema,
+  freshSchema,
+  pgClient,
+  pgStoredOffsets,
+  produceTransactional,
+  terminateSinkConnections,
+  waitUntilStored,
+} from './support.js';
+
+const PARTITIONS = 3;
+let control: pg.Client;
+const schemas: string[] = [];
+const runners: SinkRunner[] = [];
+const children: ChildWorker[] = [];
+
+beforeAll(async () => {
+  control = await pgClient();
+});
+afterEach(async () => {
+  for (const c of children.splice(0)) {
+    c.kill('SIGKILL');
+    await c.waitExit().catch(() => undefined);
+  }
+  for (const r of runners.splice(0)) await r.stop().catch(() => undefined);
+});
+afterAll(async () => {
+  for (const s of schemas) await dropSchema(control, s).catch(() => undefined);
+  await control.end();
+});
+
+async function setup(label: string, kinds: Array<keyof SinkSpec['topics']>): Promise<SinkSpec> {
+  const topics: SinkSpec['topics'] = {};
+  for (const k of kinds) topics[k] = unique(`sink-${label}-${k}`);
+  await createTopics(Object.values(topics).map((topic) => ({ topic: topic!, partitions: PARTITIONS })));
+  const schema = freshSchema(label);
+  schemas.push(schema);
+  return { kind: 'postgres', name: unique(`pg-${label}`), topics, schema };
+}
+
+function startRunner(spec: SinkSpec, extra: Partial<SinkRunnerConfig> = {}): SinkRunner {
+  const { sink, serdes } = buildSink(spec);
+  const runner = new SinkRunner({
+    sink,
+    brokers: brokers(),
+    topics: serdes,
+    batchSize: 500,
+    flushIntervalMs: 100,
+    sessionTimeoutMs: 6000,
+    retry: { initialRetryTime: 50, maxRetryTime: 400 },
+    breaker: { failureThreshold: 3, coolDownMs: 300 },
+    ...extra,
+  });
+  runners.push(runner);
+  return runner;
+}
+
+const topicsOf = (spec: SinkSpec) => Object.values(spec.topics) as string[];
+const stored = (spec: SinkSpec) => () => pgStoredOffsets(control, spec.schema!, spec.name);
+
+describe('Postgres sink (real Kafka, real Postgres)', () => {
+  it('a few thousand records of the four outputs land exactly once; the tables equal the expected ones', async () => {
+    const spec = await setup('exact', ['ledgerEntries', 'positions', 'routingDecisions', 'reconciliations']);
+    const ledger = ledgerEntries(4000);
+    const pos = positions(3000);
+    const routing = routingDecisions(1500);
+    const recs = reconciliations(1500);
+    await produceTransactional([
+      { topic: spec.topics.ledgerEntries!, partitions: PARTITIONS, records: ledger.records },
+      { topic: spec.topics.positions!, partitions: PARTITIONS, records: pos.records },
+      { topic: spec.topics.routingDecisions!, partitions: PARTITIONS, records: routing.records },
+      { topic: spec.topics.reconciliations!, partitions: PARTITIONS, records: recs.records },
+    ]);
+    const total = ledger.records.length + pos.records.length + routing.records.length + recs.records.length;
+    const runner = startRunner(spec, { batchSize: 2000 });
+    const flushes: Array<{ at: number; records: number }> = [];
+    runner.on('flush', (e) => flushes.push({ at: Date.now(), records: e.records }));
+    await runner.start();
+    await waitUntilStored('every offset stored', topicsOf(spec), stored(spec));
+    // throughput once consuming: from the end of the first flush to the end of the last (the group join excluded)
+    const [first, ...rest] = flushes.filter((f) => f.records > 0);
+    const seconds = (rest[rest.length - 1]!.at - first!.at) / 1000;
+    const records = rest.reduce((n, f) => n + f.records, 0);
+    console.log(`postgres sink: ${total} records in ${flushes.length} flushes; ${Math.round(records / seconds)} records/s after the first flush`);
+    const status = runner.status();
+    expect(status.state).toBe('running');
+    expect(status.breaker).toBe('closed');
+    expect(status.recordsWritten).toBe(total);
+    expect(status.partitions.every((p) => p.lag === 0)).toBe(true);
+    await runner.stop();
+    expect(runner.status().state).toBe('stopped');
+    await expectTablesExact(control, spec.schema!, {
+      ledger: ledger.expected,
+      positions: pos.expected,
+      routing: routing.expected,
+      reconciliations: recs.expected,
+    });
+  });
+
+  it('a graceful stop flushes what is pending, then a restart reads on from the stored offsets', async () => {
+    const spec = await setup('stop', ['ledgerEntries']);
+    const ledger = ledgerEntries(1200, 7);
+    const first = ledger.records.slice(0, 600);
+    await produceTransactional([{ topic: spec.topics.ledgerEntries!, partitions: PARTITIONS, records: first }]);
+    const a = startRunner(spec, { batchSize: 100_000, flushIntervalMs: 600_000 });
+    await a.start();
+    await waitFor('every record taken', () => a.status().pendingRecords === first.length, 30_000, 50);
+    expect(a.status().batches).toBeLessThanOrEqual(1); // at most an offsets-only flush; the records are pending
+    await a.stop();
+    const count = async () => Number((await control.query(`SELECT count(*) FROM "${spec.schema}".ledger_entries`)).rows[0].count);
+    await expect(count()).resolves.toBe(new Set(first.map((r) => r.value.entryId)).size);
+    await produceTransactional([{ topic: spec.topics.ledgerEntries!, partitions: PARTITIONS, records: ledger.records.slice(600) }]);
+    const b = startRunner(spec);
+    await b.start();
+    await waitUntilStored('every offset stored', topicsOf(spec), stored(spec));
+    await b.stop();
+    await expectTablesExact(control, spec.schema!, { ledger: ledger.expected });
+  });
+
+  it('SIGKILL inside flush transactions, several times: no row twice, none missing', async () => {
+    const spec = await setup('kill', ['ledgerEntries', 'positions']);
+    spec.slowMs = 30;
+    const ledger = ledgerEntries(12_000, 11);
+    const pos = positions(6000, 12);
+    const inputs = [
+      { topic: spec.topics.ledgerEntries!, partitions: PARTITIONS, records: ledger.records },
+      { topic: spec.topics.positions!, partitions: PARTITIONS, records: pos.records },
+    ];
+    // five waves: each worker that is killed has records arriving while it runs
+    const wave = (i: number) => inputs.map((input) => ({ ...input, records: input.records.slice((i * input.records.length) / 5, ((i + 1) * input.records.length) / 5) }));
+    const start = () => {
+      const c = new ChildWorker('test/fixtures/sink-worker.ts', {
+        KAFKA_BROKERS: brokers(),
+        SINK: JSON.stringify(spec),
+        BATCH_SIZE: '150',
+        FLUSH_MS: '50',
+      });
+      children.push(c);
+      return c;
+    };
+    let killedInTransaction = 0;
+    for (let round = 0; round < 4; round++) {
+      const producing = produceTransactional(wave(round), { perTransaction: 300, pauseMs: 30 });
+      const w = start();
+      await w.waitForOutput(/"event":"flush"/, 60_000);
+      await new Promise((r) => setTimeout(r, Math.random() * 1000));
+      // wait for a flush transaction of this worker to be open, then kill it there
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const open = await control.query(
+          `SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND xact_start IS NOT NULL AND state <> 'idle'`,
+          [`weir-sink:${spec.name}`],
+        );
+        if (open.rowCount || Date.now() > deadline) {
+          if (open.rowCount) killedInTransaction++;
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      w.kill('SIGKILL');
+      expect(await w.waitExit()).toBe('SIGKILL');
+      await producing;
+    }
+    expect(killedInTransaction).toBeGreaterThanOrEqual(3);
+    await produceTransactional(wave(4), { perTransaction: 300 });
+    const last = start();
+    await last.waitForOutput(/"event":"running"/, 60_000);
+    await waitUntilStored('every offset stored', topicsOf(spec), stored(spec), 180_000);
+    last.kill('SIGTERM');
+    expect(await last.waitExit()).toBe(0);
+    await expectTablesExact(control, spec.schema!, { ledger: ledger.expected, positions: pos.expected });
+  }, 300_000);
+
+  it('two runners share the work; one leaves gracefully mid-stream, the other takes over; the tables are exact', async () => {
+    const spec = await setup('scale', ['ledgerEntries', 'positions']);
+    spec.slowMs = 10;
+    const ledger = ledgerEntries(9000, 111);
+    const pos = positions(4500, 112);
+    const producing = produceTransactional(
+      [
+        { topic: spec.topics.ledgerEntries!, partitions: PARTITIONS, records: ledger.records },
+        { topic: spec.topics.positions!, partitions: PARTITIONS, records: pos.records },
+      ],
+      { perTransaction: 150, pauseMs: 40 },
+    );
+    const a = startRunner(spec, { batchSize: 150 });
+    const b = startRunner(spec, { batchSize: 150 });
+    await a.start();
+    await waitFor('a first flush by A', () => a.status().batches > 0, 30_000, 50);
+    await b.start();
+    await waitFor('both flushing', () => a.status().partitions.length > 0 && b.status().batches > 0, 60_000, 50);
+    expect(a.status().partitions.length + b.status().partitions.length).toBe(2 * PARTITIONS);
+    await a.stop();
+    await waitFor('B owns every partition', () => b.status().partitions.length === 2 * PARTITIONS && b.status().state === 'running', 30_000, 50);
+    await producing;
+    await waitUntilStored('every offset stored', topicsOf(spec), stored(spec));
+    await b.stop();
+    await expectTablesExact(control, spec.schema!, { ledger: ledger.expected, positions: pos.expected });
+  }, 120_000);
+
+  it('a worker frozen inside a flush (SIGSTOP) wakes after its partitions moved: the offsets guard keeps the tables exact', async () => {
+    const spec = await setup('zombie', ['ledgerEntries', 'positions']);
+    spec.slowMs = 150;
+    const ledger = ledgerEntries(6000, 121);
+    const pos = positions(3000, 122);
+    const inputs = [
+      { topic: spec.topics.ledgerEntries!, partitions: PARTITIONS, records: ledger.records },
+      { topic: spec.topics.positions!, partitions: PARTITIONS, records: pos.records },
+    ];
+    const half = (i: number) => inputs.map((input) => ({ ...input, records: input.records.slice((i * input.records.length) / 2, ((i + 1) * input.records.length) / 2) }));
+    await produceTransactional(half(0), { perTransaction: 300 });
+    const start = () => {
+      const c = new ChildWorker('test/fixtures/sink-worker.ts', { KAFKA_BROKERS: brokers(), SINK: JSON.stringify(spec), BATCH_SIZE: '200', FLUSH_MS: '50' });
+      children.push(c);
+      return c;
+    };
+    const a = start();
+    await a.waitForOutput(/"event":"flush"/, 60_000);
+    await waitFor(
+      'a flush transaction of A open',
+      async () => (await control.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND xact_start IS NOT NULL`, [`weir-sink:${spec.name}`])).rowCount! > 0,
+      10_000,
+      2,
+    );
+    a.kill('SIGSTOP');
+    const b = start();
+    await b.waitForOutput(/"event":"running"/, 60_000); // A's session expired: B owns everything
+    await new Promise((r) => setTimeout(r, 1000));
+    a.kill('SIGCONT');
+    await produceTransactional(half(1), { perTransaction: 300 });
+    await waitUntilStored('every offset stored', topicsOf(spec), stored(spec), 120_000);
+    // the guard fired: one of them found the offsets moved (a conflict: batch dropped, offsets read again), or found
+    // its exact batch already stored by the other (same records from the same offset: nothing written twice)
+    expect(a.output + b.output).toMatch(/another consumer moved the offsets|"alreadyApplied":true/);
+    a.kill('SIGTERM');
+    b.kill('SIGTERM');
+    expect(await a.waitExit()).toBe(0);
+    expect(await b.waitExit()).toBe(0);
+    await expectTablesExact(control, spec.schema!, { ledger: ledger.expected, positions: pos.expected });
+  }, 180_000);
+
+  it('connections cut under load: the breaker and status report the outage, the sink recovers, the tables are exact', async () => {
+    const spec = await setup('cut', ['ledgerEntries', 'positions']);
+    spec.slowMs = 40;
+    const ledger = ledgerEntries(8000, 21);
+    const pos = positions(4000, 22);
+    const producing = produceTransactional(
+      [
+        { topic: spec.topics.ledgerEntries!, partitions: PARTITIONS, records: ledger.records },
+        { topic: spec.topics.positions!, partitions: PARTITIONS, records: pos.records },
+      ],
+      { perTransaction: 200, pauseMs: 40 },
+    );
+    const runner = startRunner(spec, { batchSize: 200 });
+    const breaker: Array<SinkRunnerEvents['breaker']> = [];
+    const states: string[] = [];
+    runner.on('breaker', (e) => breaker.push(e));
+    runner.on('state', (e) => states.push(e.to));
+    await runner.start();
+    await waitFor('a first flush', () => runner.status().batches > 0, 30_000, 50);
+    for (let outage = 0; outage < 3; outage++) {
+      const opened = breaker.filter((b) => b.to === 'open').length;
+      // a sustained outage: every new connection of the sink is cut as soon as it shows up
+      const until = Date.now() + 1500;
+      let cut = 0;
+      let sawStall = false;
+      while (Date.now() < until) {
+        cut += await terminateSinkConnections(control, spec.name);
+        const s = runner.status();
+        if (s.state === 'stalled' && s.lastError) sawStall = true;
+        await new Promise((r) => setTimeout(r, 15));
+      }
+      expect(cut).toBeGreaterThan(0);
+      expect(sawStall).toBe(true);
+      expect(breaker.filter((b) => b.to === 'open').length).toBeGreaterThan(opened);
+      await waitFor('recovery', () => runner.status().state === 'running' && runner.status().breaker === 'closed', 30_000, 50);
+    }
+    expect(runner.status().lastError?.message).toMatch(/terminat|connection/i);
+    expect(breaker.map((b) => b.to)).toEqual(expect.arrayContaining(['open', 'half-open', 'closed']));
+    expect(states).toContain('stalled');
+    await producing;
+    await waitUntilStored('every offset stored', topicsOf(spec), stored(spec), 120_000);
+    await runner.stop();
+    await expectTablesExact(control, spec.schema!, { ledger: ledger.expected, positions: pos.expected });
+  }, 180_000);
+
+  it('records of aborted transactions never land; the offsets pass over them', async () => {
+    const spec = await setup('abort', ['ledgerEntries', 'positions']);
+    const ledger = ledgerEntries(900, 31);
+    const pos = positions(600, 32);
+    const part = <T,>(list: readonly T[], i: number) => list.slice(i * (list.length / 3), (i + 1) * (list.length / 3));
+    const inputs = (i: number) => [
+      { topic: spec.topics.ledgerEntries!, partitions: PARTITIONS, records: part(ledger.records, i) },
+      { topic: spec.topics.positions!, partitions: PARTITIONS, records: part(pos.records, i) },
+    ];
+    await produceTransactional(inputs(0), { perTransaction: 100 });
+    await produceTransactional(inputs(1), { perTransaction: 100, abort: true });
+    await produceTransactional(inputs(2), { perTransaction: 100 });
+    await produceTransactional(inputs(1).map((i) => ({ ...i, records: i.records.slice(0, 10) })), { abort: true }); // aborted at the very end
+    const runner = startRunner(spec);
+    await runner.start();
+    await waitUntilStored('every offset stored, past the aborted records', topicsOf(spec), stored(spec));
+    await runner.stop();
+    const committed = [...part(ledger.records, 0), ...part(ledger.records, 2)];
+    const expectedLedger = new Map([...ledger.expected].filter(([id]) => committed.some((r) => r.value.entryId === id)));
+    const expectedPos = new Map<string, (typeof pos.rows)[number]>();
+    for (const i of [0, 2]) for (const row of part(pos.rows, i)) expectedPos.set(`${row.accountId}|${row.instrument}`, row);
+    await expectTablesExact(control, spec.schema!, { ledger: expectedLedger, positions: expectedPos });
+  });
+
+  it('a record that cannot be decoded stalls its partition, named in the status; the other partitions go on', async () => {
+    const spec = await setup('poison', ['ledgerEntries']);
+    const topic = spec.topics.ledgerEntries!;
+    const ledger = ledgerEntries(300, 41);
+    await produceTransactional([{ topic, partitions: PARTITIONS, records: ledger.records }]);
+    // a broken record into partition 1, then more good records behind it
+    const { kafka } = await import('../helpers/kafka.js');
+    const producer = kafka().producer({ transactionalId: unique('poison'), idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    const tx = await producer.transaction();
+    const [sent] = await tx.send({ topic, messages: [{ key: 'x', value: '{"entryId": not json', partition: 1 }] });
+    await tx.commit();
+    const badOffset = sent!.baseOffset!;
+    await producer.disconnect();
+    const after = ledgerEntries(600, 41).records.slice(300);
+    await produceTransactional([{ topic, partitions: PARTITIONS, records: after }]);
+    const runner = startRunner(spec);
+    await runner.start();
+    await waitFor('partition 1 stalled', () => runner.status().partitions.some((p) => p.stalled !== null && p.partition === 1), 30_000, 50);
+    const ends = await (await import('./support.js')).endOffsets([topic]);
+    await waitFor('partitions 0 and 2 written to their end', async () => {
+      const s = await stored(spec)();
+      return [0, 2].every((p) => s.get(`${topic}:${p}`) === ends.get(`${topic}:${p}`));
+    });
+    const status = runner.status();
+    expect(status.state).toBe('stalled');
+    const p1 = status.partitions.find((p) => p.partition === 1)!;
+    expect(p1.stalled).toMatch(new RegExp(`record ${topic}/1@${badOffset} cannot be written`));
+    expect(status.lastError?.message).toMatch(/cannot be decoded/);
+    // the stored offset never passes the bad record
+    expect(BigInt(p1.committed!)).toBeLessThanOrEqual(BigInt(badOffset));
+    // every record of partition 1 before the bad one is written (the stall can show before their flush lands)
+    const before = ledger.records.filter((r) => partitionForKey(Buffer.from(r.key), PARTITIONS) === 1);
+    const ids = [...new Set(before.map((r) => r.value.entryId))];
+    await waitFor('partition 1 written up to the bad record', async () => {
+      const rows = await control.query(`SELECT entry_id FROM "${spec.schema}".ledger_entries WHERE entry_id = ANY($1)`, [ids]);
+      return rows.rowCount === ids.length;
+    }, 20_000);
+    await runner.stop();
+  });
+
+  it('a stale batch (zombie) is refused by the offsets compare-and-set; a retried one is recognised as applied', async () => {
+    const schema = freshSchema('zombie');
+    schemas.push(schema);
+    const sink = new PostgresSink({ name: unique('pg-zombie'), schema, writers: { t: (await import('../../sinks/postgres/writers.js')).postgresWriters.ledgerEntries() } });
+    await sink.init();
+    try {
+      const rec = (i: number) => ({ topic: 't', partition: 0, offset: BigInt(i), key: 'k', value: ledgerEntries(3, 51).records[i]!.value, timestamp: 0, headers: {} });
+      sink.add(rec(0));
+      const first = await sink.flush(sink.takeBatch(), [{ topic: 't', partition: 0, expected: null, next: 1n }]);
+      expect(first).toEqual({ rows: 1, alreadyApplied: false });
+      // the same flush again (its commit reply was lost): recognised, nothing written twice
+      sink.add(rec(0));
+      expect(await sink.flush(sink.takeBatch(), [{ topic: 't', partition: 0, expected: null, next: 1n }])).toEqual({ rows: 0, alreadyApplied: true });
+      sink.add(rec(1));
+      await sink.flush(sink.takeBatch(), [{ topic: 't', partition: 0, expected: 1n, next: 2n }]);
+      // a zombie that read from offset 1 too, with other contents
+      sink.add(rec(2));
+      await expect(sink.flush(sink.takeBatch(), [{ topic: 't', partition: 0, expected: 1n, next: 3n }])).rejects.toThrow(OffsetConflictError);
+      const rows = await control.query(`SELECT entry_id FROM "${schema}".ledger_entries ORDER BY entry_id`);
+      expect(rows.rows.map((r) => r.entry_id)).toEqual([rec(0).value.entryId, rec(1).value.entryId].sort());
+      expect(await sink.committedOffsets([{ topic: 't', partition: 0 }, { topic: 't', partition: 1 }])).toEqual(
+        new Map([
+          ['t:0', 2n],
+          ['t:1', null],
+        ]),
+      );
+    } finally {
+      await sink.destroy();
+      await sink.destroy();
+    }
+  });
+});

@@ -1,0 +1,319 @@
+/**
+ * The Redis sink on the real broker and the real server: exactly once through batches, SIGKILLs, killed
+ * connections and aborted transactions. Each test has its own topics, sink name (consumer group) and key prefix.
+ */
+import type { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { OffsetConflictError } from '../../sinks/errors.js';
+import { RedisSink } from '../../sinks/redis/redis-sink.js';
+import { redisWriters, type PositionJson, type RoutingDecisionJson } from '../../sinks/redis/writers.js';
+import { SinkRunner, type SinkRunnerConfig, type SinkRunnerEvents } from '../../sinks/sink-runner.js';
+import { positions, routingDecisions } from '../fixtures/sink-data.js';
+import { buildSink, type SinkSpec } from '../fixtures/sink-factory.js';
+import { brokers, createTopics, unique, waitFor } from '../helpers/kafka.js';
+import { ChildWorker } from '../helpers/processes.js';
+import { deleteKeys, killSinkConnections, produceTransactional, redisClient, redisStoredOffsets, waitUntilStored } from './support.js';
+
+const PARTITIONS = 3;
+let control: Redis;
+const prefixes: string[] = [];
+const runners: SinkRunner[] = [];
+const children: ChildWorker[] = [];
+
+beforeAll(() => {
+  control = redisClient();
+});
+afterEach(async () => {
+  for (const c of children.splice(0)) {
+    c.kill('SIGKILL');
+    await c.waitExit().catch(() => undefined);
+  }
+  for (const r of runners.splice(0)) await r.stop().catch(() => undefined);
+});
+afterAll(async () => {
+  for (const p of prefixes) await deleteKeys(control, p).catch(() => undefined);
+  await control.quit();
+});
+
+async function setup(label: string): Promise<SinkSpec> {
+  const topics = { positions: unique(`sink-${label}-positions`), routingDecisions: unique(`sink-${label}-routing`) };
+  await createTopics(Object.values(topics).map((topic) => ({ topic, partitions: PARTITIONS })));
+  const prefix = unique(`weirtest-${label}`);
+  prefixes.push(prefix);
+  return { kind: 'redis', name: unique(`redis-${label}`), topics, prefix };
+}
+
+function startRunner(spec: SinkSpec, extra: Partial<SinkRunnerConfig> = {}): SinkRunner {
+  const { sink, serdes } = buildSink(spec);
+  const runner = new SinkRunner({
+    sink,
+    brokers: brokers(),
+    topics: serdes,
+    batchSize: 500,
+    flushIntervalMs: 100,
+    sessionTimeoutMs: 6000,
+    retry: { initialRetryTime: 50, maxRetryTime: 400 },
+    breaker: { failureThreshold: 3, coolDownMs: 300 },
+    ...extra,
+  });
+  runners.push(runner);
+  return runner;
+}
+
+const topicsOf = (spec: SinkSpec) => Object.values(spec.topics) as string[];
+const stored = (spec: SinkSpec) => () => redisStoredOffsets(control, spec.prefix!, spec.name);
+
+type Positions = ReturnType<typeof positions>['expected'];
+type Decisions = ReturnType<typeof routingDecisions>['expected'];
+
+/** Every key under the prefix is an expected one, with exactly the expected value. */
+async function expectKeysExact(prefix: string, expected: { positions?: Positions; routing?: Decisions }): Promise<void> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, found] = await control.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    keys.push(...found);
+  } while (cursor !== '0');
+  const wrong: string[] = [];
+  let positionFields = 0;
+  let decisions = 0;
+  for (const key of keys) {
+    if (key.startsWith(`${prefix}:offsets:`)) continue;
+    if (key.startsWith(`${prefix}:position:`)) {
+      const account = key.slice(`${prefix}:position:`.length);
+      for (const [instrument, text] of Object.entries(await control.hgetall(key))) {
+        positionFields++;
+        const got = JSON.parse(text) as PositionJson;
+        const e = expected.positions?.get(`${account}|${instrument}`);
+        const want = e && {
+          accountId: e.accountId,
+          instrument: e.instrument,
+          quantity: e.quantity,
+          costBasis: e.costBasis,
+          averageCost: e.averageCost,
+          realisedPnl: e.realisedPnl,
+          currency: e.currency,
+          openLots: e.openLots,
+          liveTrades: e.liveTrades,
+          lastTradeId: e.lastTradeId,
+          lastTradeVersion: e.lastTradeVersion,
+          updatedAt: e.updatedAt,
+        };
+        if (JSON.stringify(got) !== JSON.stringify(want)) wrong.push(`${key} ${instrument}: ${text} ≠ ${JSON.stringify(want)}`);
+      }
+    } else if (key.startsWith(`${prefix}:routing-decision:`)) {
+      decisions++;
+      const got = JSON.parse((await control.get(key))!) as RoutingDecisionJson;
+      const want = expected.routing?.get(got.conversationId);
+      if (key !== `${prefix}:routing-decision:${want?.tenantId}:${want?.conversationId}` || JSON.stringify(got) !== JSON.stringify(want)) {
+        wrong.push(`${key}: ${JSON.stringify(got)} ≠ ${JSON.stringify(want)}`);
+      }
+    } else {
+      wrong.push(`unexpected key ${key}`);
+    }
+  }
+  expect(wrong.slice(0, 5)).toEqual([]);
+  expect(positionFields).toBe(expected.positions?.size ?? 0);
+  expect(decisions).toBe(expected.routing?.size ?? 0);
+}
+
+describe('Redis sink (real Kafka, real Redis)', () => {
+  it('a few thousand records land exactly once; the keys equal the expected ones', async () => {
+    const spec = await setup('exact');
+    const pos = positions(4000, 61);
+    const routing = routingDecisions(3000, 62);
+    await produceTransactional([
+      { topic: spec.topics.positions!, partitions: PARTITIONS, records: pos.records },
+      { topic: spec.topics.routingDecisions!, partitions: PARTITIONS, records: routing.records },
+    ]);
+    const total = pos.records.length + routing.records.length;
+    const runner = startRunner(spec, { batchSize: 2000 });
+    const flushes: Array<{ at: number; records: number }> = [];
+    runner.on('flush', (e) => flushes.push({ at: Date.now(), records: e.records }));
+    await runner.start();
+    await waitUntilStored('every offset stored', topicsOf(spec), stored(spec));
+    // throughput once consuming: from the end of the first flush to the end of the last (the group join excluded)
+    const [first, ...rest] = flushes.filter((f) => f.records > 0);
+    const seconds = (rest[rest.length - 1]!.at - first!.at) / 1000;
+    const records = rest.reduce((n, f) => n + f.records, 0);
+    console.log(`redis sink: ${total} records in ${flushes.length} flushes; ${Math.round(records / seconds)} records/s after the first flush`);
+    const status = runner.status();
+    expect(status).toMatchObject({ state: 'running', breaker: 'closed', recordsWritten: total });
+    expect(status.partitions.every((p) => p.lag === 0)).toBe(true);
+    await runner.stop();
+    await expectKeysExact(spec.prefix!, { positions: pos.expected, routing: routing.expected });
+  });
+
+  it('SIGKILL mid-batch, several times: the keys end exact', async () => {
+    const spec = await setup('kill');
+    spec.slowMs = 25;
+    const pos = positions(8000, 71);
+    const routing = routingDecisions(6000, 72);
+    const inputs = [
+      { topic: spec.topics.positions!, partitions: PARTITIONS, records: pos.records },
+      { topic: spec.topics.routingDecisions!, partitions: PARTITIONS, records: routing.records },
+    ];
+    // five waves: each worker that is killed has records arriving while it runs
+    const wave = (i: number) => inputs.map((input) => ({ ...input, records: input.records.slice((i * input.records.length) / 5, ((i + 1) * input.records.length) / 5) }));
+    const start = () => {
+      const c = new ChildWorker('test/fixtures/sink-worker.ts', {
+        KAFKA_BROKERS: brokers(),
+        SINK: JSON.stringify(spec),
+        BATCH_SIZE: '150',
+        FLUSH_MS: '50',
+      });
+      children.push(c);
+      return c;
+    };
+    for (let round = 0; round < 4; round++) {
+      const producing = produceTransactional(wave(round), { perTransaction: 300, pauseMs: 30 });
+      const w = start();
+      await w.waitForOutput(/"event":"flush"/, 60_000);
+      await new Promise((r) => setTimeout(r, Math.random() * 1000));
+      w.kill('SIGKILL');
+      expect(await w.waitExit()).toBe('SIGKILL');
+      await producing;
+    }
+    await produceTransactional(wave(4), { perTransaction: 300 });
+    const last = start();
+    await last.waitForOutput(/"event":"running"/, 60_000);
+    await waitUntilStored('every offset stored', topicsOf(spec), stored(spec), 180_000);
+    last.kill('SIGTERM');
+    expect(await last.waitExit()).toBe(0);
+    await expectKeysExact(spec.prefix!, { positions: pos.expected, routing: routing.expected });
+  }, 300_000);
+
+  it('a worker frozen mid-flush (SIGSTOP) wakes after its partitions moved: the WATCHed offsets refuse its stale batch', async () => {
+    const spec = await setup('zombie');
+    spec.slowMs = 100;
+    const pos = positions(6000, 131);
+    const routing = routingDecisions(4000, 132);
+    const inputs = [
+      { topic: spec.topics.positions!, partitions: PARTITIONS, records: pos.records },
+      { topic: spec.topics.routingDecisions!, partitions: PARTITIONS, records: routing.records },
+    ];
+    const half = (i: number) => inputs.map((input) => ({ ...input, records: input.records.slice((i * input.records.length) / 2, ((i + 1) * input.records.length) / 2) }));
+    await produceTransactional(half(0), { perTransaction: 300 });
+    const start = () => {
+      const c = new ChildWorker('test/fixtures/sink-worker.ts', { KAFKA_BROKERS: brokers(), SINK: JSON.stringify(spec), BATCH_SIZE: '200', FLUSH_MS: '50' });
+      children.push(c);
+      return c;
+    };
+    const a = start();
+    await a.waitForOutput(/"event":"flush","records":[1-9]/, 60_000);
+    a.kill('SIGSTOP'); // between flushes or inside one: it holds a taken batch either way
+    const b = start();
+    await b.waitForOutput(/"event":"running"/, 60_000);
+    await b.waitForOutput(/"event":"flush","records":[1-9]/, 60_000);
+    a.kill('SIGCONT');
+    await produceTransactional(half(1), { perTransaction: 300 });
+    await waitUntilStored('every offset stored', topicsOf(spec), stored(spec), 120_000);
+    expect(a.output + b.output).toMatch(/another consumer moved the offsets|"alreadyApplied":true/);
+    a.kill('SIGTERM');
+    b.kill('SIGTERM');
+    expect(await a.waitExit()).toBe(0);
+    expect(await b.waitExit()).toBe(0);
+    await expectKeysExact(spec.prefix!, { positions: pos.expected, routing: routing.expected });
+  }, 180_000);
+
+  it('connections killed under load: the breaker and status report the outage, the sink recovers, the keys are exact', async () => {
+    const spec = await setup('cut');
+    spec.slowMs = 30;
+    const pos = positions(6000, 81);
+    const routing = routingDecisions(4000, 82);
+    const producing = produceTransactional(
+      [
+        { topic: spec.topics.positions!, partitions: PARTITIONS, records: pos.records },
+        { topic: spec.topics.routingDecisions!, partitions: PARTITIONS, records: routing.records },
+      ],
+      { perTransaction: 200, pauseMs: 40 },
+    );
+    const runner = startRunner(spec, { batchSize: 200 });
+    const breaker: Array<SinkRunnerEvents['breaker']> = [];
+    const states: string[] = [];
+    runner.on('breaker', (e) => breaker.push(e));
+    runner.on('state', (e) => states.push(e.to));
+    await runner.start();
+    await waitFor('a first flush', () => runner.status().batches > 0, 30_000, 50);
+    for (let outage = 0; outage < 3; outage++) {
+      const opened = breaker.filter((b) => b.to === 'open').length;
+      const until = Date.now() + 1500;
+      let killed = 0;
+      let sawStall = false;
+      while (Date.now() < until) {
+        killed += await killSinkConnections(control, spec.name);
+        const s = runner.status();
+        if (s.state === 'stalled' && s.lastError) sawStall = true;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(killed).toBeGreaterThan(0);
+      expect(sawStall).toBe(true);
+      expect(breaker.filter((b) => b.to === 'open').length).toBeGreaterThan(opened);
+      await waitFor('recovery', () => runner.status().state === 'running' && runner.status().breaker === 'closed', 30_000, 50);
+    }
+    expect(breaker.map((b) => b.to)).toEqual(expect.arrayContaining(['open', 'half-open', 'closed']));
+    expect(states).toContain('stalled');
+    expect(await control.ping()).toBe('PONG'); // our own connection was never cut
+    await producing;
+    await waitUntilStored('every offset stored', topicsOf(spec), stored(spec), 120_000);
+    await runner.stop();
+    await expectKeysExact(spec.prefix!, { positions: pos.expected, routing: routing.expected });
+  }, 180_000);
+
+  it('records of aborted transactions never land; the offsets pass over them', async () => {
+    const spec = await setup('abort');
+    const pos = positions(900, 91);
+    const routing = routingDecisions(600, 92);
+    const third = <T,>(list: readonly T[], i: number) => list.slice(i * (list.length / 3), (i + 1) * (list.length / 3));
+    const inputs = (i: number) => [
+      { topic: spec.topics.positions!, partitions: PARTITIONS, records: third(pos.records, i) },
+      { topic: spec.topics.routingDecisions!, partitions: PARTITIONS, records: third(routing.records, i) },
+    ];
+    await produceTransactional(inputs(0), { perTransaction: 100 });
+    await produceTransactional(inputs(1), { perTransaction: 100, abort: true });
+    await produceTransactional(inputs(2), { perTransaction: 100 });
+    await produceTransactional(inputs(1).map((i) => ({ ...i, records: i.records.slice(0, 10) })), { abort: true });
+    const runner = startRunner(spec);
+    await runner.start();
+    await waitUntilStored('every offset stored, past the aborted records', topicsOf(spec), stored(spec));
+    await runner.stop();
+    const expectedPos = new Map<string, (typeof pos.rows)[number]>();
+    for (const i of [0, 2]) for (const row of third(pos.rows, i)) expectedPos.set(`${row.accountId}|${row.instrument}`, row);
+    const expectedRouting = new Map<string, (typeof routing.records)[number]['value']>();
+    for (const i of [0, 2]) for (const r of third(routing.records, i)) expectedRouting.set(r.value.conversationId, r.value);
+    await expectKeysExact(spec.prefix!, { positions: expectedPos, routing: expectedRouting });
+  });
+
+  it('a stale batch (zombie) is refused by the WATCHed offsets; a retried one is recognised as applied', async () => {
+    const prefix = unique('weirtest-zombie');
+    prefixes.push(prefix);
+    const sink = new RedisSink({ name: unique('redis-zombie'), prefix, writers: { t: redisWriters.positions() } });
+    await sink.init();
+    try {
+      const values = positions(3, 101).records;
+      const rec = (i: number) => ({ topic: 't', partition: 0, offset: BigInt(i), key: values[i]!.key, value: values[i]!.value, timestamp: 0, headers: {} });
+      sink.add(rec(0));
+      expect(await sink.flush(sink.takeBatch(), [{ topic: 't', partition: 0, expected: null, next: 1n }])).toEqual({ rows: 1, alreadyApplied: false });
+      sink.add(rec(0));
+      expect(await sink.flush(sink.takeBatch(), [{ topic: 't', partition: 0, expected: null, next: 1n }])).toEqual({ rows: 0, alreadyApplied: true });
+      sink.add(rec(1));
+      await sink.flush(sink.takeBatch(), [{ topic: 't', partition: 0, expected: 1n, next: 2n }]);
+      sink.add(rec(2));
+      await expect(sink.flush(sink.takeBatch(), [{ topic: 't', partition: 0, expected: 1n, next: 3n }])).rejects.toThrow(OffsetConflictError);
+      expect(await sink.committedOffsets([{ topic: 't', partition: 0 }, { topic: 't', partition: 1 }])).toEqual(
+        new Map([
+          ['t:0', 2n],
+          ['t:1', null],
+        ]),
+      );
+      const v2 = values[2]!.value;
+      const held = await control.hget(`${prefix}:position:${v2.accountId}`, v2.instrument);
+      // the zombie's record did not land (unless an earlier record of the same key holds the same value)
+      expect(held === null || JSON.parse(held).lastTradeId !== v2.lastTradeId).toBe(true);
+    } finally {
+      await sink.destroy();
+      await sink.destroy();
+    }
+  });
+});
