@@ -184,9 +184,9 @@ describe('Redis sink (real Kafka, real Redis)', () => {
     await expectKeysExact(spec.prefix!, { positions: pos.expected, routing: routing.expected });
   }, 300_000);
 
-  it('a worker frozen mid-flush (SIGSTOP) wakes after its partitions moved: the WATCHed offsets refuse its stale batch', async () => {
+  it('a worker frozen holding a batch (SIGSTOP) wakes after its partitions moved and were written: the WATCHed offsets refuse its stale batch', async () => {
     const spec = await setup('zombie');
-    spec.slowMs = 100;
+    spec.slowMs = 1000; // A's wait before WATCH: the test freezes A inside it
     const pos = positions(6000, 131);
     const routing = routingDecisions(4000, 132);
     const inputs = [
@@ -201,15 +201,16 @@ describe('Redis sink (real Kafka, real Redis)', () => {
       return c;
     };
     const a = start();
-    await a.waitForOutput(/"event":"flush","records":[1-9]/, 60_000);
-    a.kill('SIGSTOP'); // between flushes or inside one: it holds a taken batch either way
+    await a.waitForOutput(/"event":"flush-begin","records":[1-9]/, 60_000); // polled every 100 ms: inside the 1 s wait
+    a.kill('SIGSTOP'); // inside the wait: A holds a batch it has not written
     const b = start();
     await b.waitForOutput(/"event":"running"/, 60_000);
-    await b.waitForOutput(/"event":"flush","records":[1-9]/, 60_000);
+    // B owns every partition and writes all of the first half, A's batch included: A's batch is now stale for sure
+    await waitUntilStored('the first half stored by B', topicsOf(spec), stored(spec), 120_000);
     a.kill('SIGCONT');
     await produceTransactional(half(1), { perTransaction: 300 });
     await waitUntilStored('every offset stored', topicsOf(spec), stored(spec), 120_000);
-    expect(a.output + b.output).toMatch(/another consumer moved the offsets|"alreadyApplied":true/);
+    await a.waitForOutput(/another consumer moved the offsets|"alreadyApplied":true/, 30_000);
     a.kill('SIGTERM');
     b.kill('SIGTERM');
     expect(await a.waitExit()).toBe(0);
