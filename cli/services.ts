@@ -88,7 +88,7 @@ export function registryApi(url: string): string {
   return url.replace(/\/+$/, '');
 }
 
-function registryAuth(s: Settings): { username: string; password: string } | undefined {
+export function registryAuth(s: Settings): { username: string; password: string } | undefined {
   return s.SCHEMA_REGISTRY_USERNAME && s.SCHEMA_REGISTRY_PASSWORD ? { username: s.SCHEMA_REGISTRY_USERNAME, password: s.SCHEMA_REGISTRY_PASSWORD } : undefined;
 }
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { KafkaConfig, SASLOptions } from 'kafkajs';
+import type { RedisOptions } from 'ioredis';
 import { ConfigError } from '../runtime/errors.js';
 
 /**
@@ -29,6 +30,10 @@ const schema = z.object({
   SCHEMA_REGISTRY_PASSWORD: z.string().min(1).optional(),
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// URL').default('postgres://postgres@127.0.0.1:5432/weir'),
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'a redis:// URL').default('redis://127.0.0.1:6379/0'),
+  /** Postgres schema of the sink tables (created and migrated by the sinks). */
+  WEIR_PG_SCHEMA: z.string().regex(/^[a-z_][a-z0-9_]*$/, 'a lower-case SQL identifier such as weir').default('weir'),
+  /** Prefix of every Redis key the sinks write. */
+  WEIR_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9._-]+$/, "letters, digits, '.', '_' and '-'").default('weir'),
   WEIR_STATE_DIR: z.string().min(1).default('.local/state'),
   WEIR_HTTP_HOST: z.string().min(1).default('127.0.0.1'),
   WEIR_HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(0),
@@ -79,7 +84,7 @@ export function describeSettings(s: Settings): string[] {
     .map(([k, v]) => {
       const text = Array.isArray(v) ? v.join(',') : String(v);
       if (SECRET.test(k)) return `${k}=********`;
-      return `${k}=${text.replace(SECRET_IN_URL, '$1********$3')}`;
+      return `${k}=${maskUrl(text)}`;
     });
 }
 
@@ -89,4 +94,48 @@ export function kafkaSecurity(s: Settings): Pick<KafkaConfig, 'ssl' | 'sasl'> {
     ? ({ mechanism: s.KAFKA_SASL_MECHANISM, username: s.KAFKA_SASL_USERNAME!, password: s.KAFKA_SASL_PASSWORD! } as SASLOptions)
     : undefined;
   return { ssl: s.KAFKA_SSL || undefined, sasl };
+}
+
+export interface PgConnection {
+  host: string;
+  port: number;
+  user: string;
+  password?: string;
+  database: string;
+  ssl?: boolean;
+}
+
+/** The Postgres connection of DATABASE_URL, as the sinks take it. */
+export function pgConnection(databaseUrl: string): PgConnection {
+  const u = new URL(databaseUrl);
+  const database = decodeURIComponent(u.pathname.replace(/^\//, '')) || 'weir';
+  const sslmode = u.searchParams.get('sslmode');
+  return {
+    host: decodeURIComponent(u.hostname) || '127.0.0.1',
+    port: u.port ? Number(u.port) : 5432,
+    user: decodeURIComponent(u.username) || 'postgres',
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    database,
+    ...(sslmode && sslmode !== 'disable' ? { ssl: true } : {}),
+  };
+}
+
+/** The Redis connection of REDIS_URL (`redis://[user:password@]host:port/db`, `rediss://` for TLS). */
+export function redisOptions(redisUrl: string): RedisOptions {
+  const u = new URL(redisUrl);
+  const db = u.pathname.replace(/^\//, '');
+  if (db !== '' && !/^\d+$/.test(db)) throw new ConfigError(`REDIS_URL ${maskUrl(redisUrl)}: the path must be a database number, such as /0`);
+  return {
+    host: u.hostname || '127.0.0.1',
+    port: u.port ? Number(u.port) : 6379,
+    db: db === '' ? 0 : Number(db),
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
+}
+
+/** A URL with its password masked, for printing. */
+export function maskUrl(url: string): string {
+  return url.replace(SECRET_IN_URL, '$1********$3');
 }

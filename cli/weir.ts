@@ -189,6 +189,20 @@ Scenarios (--generate):
       await (await import('./commands/worker.js')).workerCommand(topology, flags);
     });
 
+  program
+    .command('sink', { hidden: true })
+    .description('one sink process of a topology: its outputs into Postgres or Redis (started by weir deploy)')
+    .argument('<topology>', 'routing, trades or payments')
+    .requiredOption('--kind <kind>', 'postgres or redis')
+    .option('--instance <n>', 'index of this sink (port WEIR_HTTP_PORT + 100 + n)', '0')
+    .option('--supervised', 'stop when the deploy that started it is gone')
+    .option('--log <file>', 'the log file its deploy writes its output to (recorded in the run file)')
+    .addOption(appIdOption())
+    .action(async (topology: string, flags) => {
+      keepAlive = true;
+      await (await import('./commands/sink.js')).sinkCommand(topology, flags);
+    });
+
   return program;
 }
 

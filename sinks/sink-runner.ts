@@ -12,7 +12,7 @@
  * Offsets follow the fetch exactly: `position` is the next offset to take and is also what kafkajs resolves, so
  * offsets of control markers and aborted records are passed over and stored like any other.
  */
-import { Kafka, logLevel as KafkaLogLevel, type Admin, type Consumer, type EachBatchPayload } from 'kafkajs';
+import { Kafka, logLevel as KafkaLogLevel, type Admin, type Consumer, type EachBatchPayload, type KafkaConfig } from 'kafkajs';
 import { ConfigError, WeirError } from '../runtime/errors.js';
 import type { Serde } from '../runtime/serde.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
@@ -25,6 +25,9 @@ export type SinkRunnerState = 'starting' | 'running' | 'stalled' | 'stopped';
 export interface SinkRunnerConfig {
   sink: Sink;
   brokers: string | string[];
+  /** Kafka over TLS / SASL, as kafkajs takes them */
+  ssl?: KafkaConfig['ssl'];
+  sasl?: KafkaConfig['sasl'];
   /** the value serde of each topic read (keys are UTF-8 strings) */
   topics: Record<string, Serde<unknown>>;
   /**
@@ -100,7 +103,7 @@ const EVENTS: ReadonlyArray<keyof SinkRunnerEvents> = ['flush', 'breaker', 'erro
 export class SinkRunner {
   readonly name: string;
   private readonly sink: Sink;
-  private readonly cfg: Required<Omit<SinkRunnerConfig, 'sink' | 'retry' | 'breaker' | 'log' | 'clientId' | 'tombstoneTopics'>> & {
+  private readonly cfg: Required<Omit<SinkRunnerConfig, 'sink' | 'retry' | 'breaker' | 'log' | 'clientId' | 'tombstoneTopics' | 'ssl' | 'sasl'>> & {
     tombstoneTopics: ReadonlySet<string>;
     log: NonNullable<SinkRunnerConfig['log']>;
   };
@@ -173,6 +176,8 @@ export class SinkRunner {
     this.kafka = new Kafka({
       clientId: config.clientId ?? `weir-sink-${this.name}`,
       brokers,
+      ...(config.ssl ? { ssl: config.ssl } : {}),
+      ...(config.sasl ? { sasl: config.sasl } : {}),
       logLevel: KafkaLogLevel.WARN,
       retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 5000 },
       logCreator: () => ({ level, log }) => {

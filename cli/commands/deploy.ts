@@ -4,10 +4,12 @@
  * 2. create or check its input and output topics (WEIR_PARTITIONS, co-partitioned inputs equal, `positions`
  *    compacted); changelog and dead-letter topics are created by the workers;
  * 3. register its schemas through the compatibility gate;
- * 4. start N worker processes (`weir worker`; and the sink processes, see cli/deploy/members.ts) and wait until
- *    each reports ready on /health/readiness; print one line;
- * 5. stay in the foreground: report a member that dies; on Ctrl-C or SIGTERM stop them all (each commits and leaves
- *    the group) and exit 0. With `--detach` return once ready and leave them running (`weir stop` ends them).
+ * 4. start N worker processes (`weir worker`) and its sink processes (`weir sink`, one per database its outputs
+ *    land in; cli/deploy/members.ts), and wait until each reports ready on /health/readiness; print one line;
+ * 5. stay in the foreground: report a member that dies (the other workers take over a dead worker's tasks; when no
+ *    worker is left the sinks are stopped too and the deploy exits 1); on Ctrl-C or SIGTERM stop them all (workers
+ *    commit and leave the group, sinks flush and leave theirs) and exit 0. With `--detach` return once ready and leave
+ *    them running (`weir stop` ends them).
  */
 import { avroSerdesFor } from '../../topologies/index.js';
 import { subjectOf } from '../../schemas/catalog.js';
@@ -93,7 +95,7 @@ export async function deployCommand(topologyName: string, flags: DeployFlags): P
     process.off('SIGTERM', interrupt);
   }
   const urls = supervisor.members.map((m) => m.run!.url).join(', ');
-  const what = `${members.length} ${members.length === 1 ? 'process' : 'processes'}`;
+  const what = describeMembers(members.map((m) => m.role));
 
   if (flags.detach) {
     for (const m of supervisor.members) m.child.unref();
@@ -122,14 +124,28 @@ export async function deployCommand(topologyName: string, flags: DeployFlags): P
     process.once('SIGTERM', () => stop('SIGTERM'));
     supervisor.watch((m) => {
       note(`${m.spec.label} (pid ${m.pid}) exited unexpectedly with ${m.exitDescription}${supervisor.reason(m)}`);
-      const left = supervisor.alive.length;
-      if (left === 0) {
+      const alive = supervisor.alive;
+      const workers = alive.filter((x) => x.spec.role === 'worker').length;
+      if (alive.length === 0) {
         note(`no process of ${app.name} is left; exiting`);
         resolve(1);
+      } else if (workers === 0) {
+        note(`no worker of ${app.name} is left; stopping its sinks and exiting`);
+        void supervisor.stop(STOP_GRACE_MS).then(() => resolve(1));
+      } else if (m.spec.role === 'worker') {
+        note(`${workers} of ${instances} workers still running; they take over its tasks`);
       } else {
-        note(`${left} of ${supervisor.members.length} still running; they take over its tasks`);
+        note(`the outputs it lands stay in Kafka until it runs again (weir stop ${app.name}, then weir deploy ${app.name})`);
       }
     });
   });
   process.exitCode = code;
+}
+
+/** "2 workers and 2 sinks", "1 worker". */
+function describeMembers(roles: readonly string[]): string {
+  const count = (role: string) => roles.filter((r) => r === role).length;
+  const part = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`;
+  const sinks = count('sink');
+  return sinks === 0 ? part(count('worker'), 'worker') : `${part(count('worker'), 'worker')} and ${part(sinks, 'sink')}`;
 }

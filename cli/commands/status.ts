@@ -6,7 +6,7 @@
  *   offsets too, so end offsets would overcount);
  * - every process with a run file (cli/run-files.ts): its /health — ready or not, tasks and their states, restore
  *   progress, records processed;
- * - sinks: their lag and breaker state (SINK HOOK below: the sink processes are not part of deploy yet).
+ * - sinks (the `weir sink` processes of a deploy): state, breaker, lag (records not yet in the database) and last error.
  * `--json` prints the same as one JSON object.
  */
 import { AssignerProtocol, type Admin } from 'kafkajs';
@@ -17,6 +17,7 @@ import { note, out, settings, topologyArg } from '../common.js';
 import { applicationIdOf, resolveServices, type Services } from '../services.js';
 import { liveRunFiles, runDirOf, type MemberRole } from '../run-files.js';
 import type { WorkerDetails } from './worker.js';
+import type { SinkRunnerStatus } from '../../sinks/sink-runner.js';
 
 export interface StatusFlags {
   json?: boolean;
@@ -62,8 +63,17 @@ export interface ApplicationStatus {
   totalLag: number;
   deadLetters: { topic: string; count: number | null };
   processes: ProcessStatus[];
-  /** SINK HOOK: per sink, its lag and breaker state; empty until sink processes are deployed. */
-  sinks: Array<{ name: string; breaker: string; lag: number | null; state: string }>;
+  /** Per sink process on this machine: its runner's state, breaker, total lag (null: a partition not read yet). */
+  sinks: SinkStatus[];
+}
+
+export interface SinkStatus {
+  name: string;
+  kind: string;
+  state: string;
+  breaker: string;
+  lag: number | null;
+  lastError: string | null;
 }
 
 /** Counting more dead letters than this exactly would take long; beyond it the end offset is shown instead. */
@@ -159,18 +169,19 @@ async function statusOf(app: Application, applicationId: string, admin: Admin, s
     }),
   );
 
-  // SINK HOOK: a sink process's /health details will carry its SinkRunner status (state, breaker, partitions[].lag);
-  // map them here once sinks are deployed (cli/deploy/members.ts).
+  // A sink process's /health details are its SinkRunner status (cli/commands/sink.ts).
   const sinks = processes
     .filter((p) => p.role === 'sink' && p.details)
-    .map((p) => {
-      const d = p.details as { sink?: string; state?: string; breaker?: string; partitions?: Array<{ lag: number | null }> };
+    .map((p): SinkStatus => {
+      const d = p.details as Partial<SinkRunnerStatus> & { kind?: string };
       const lags = (d.partitions ?? []).map((x) => x.lag);
       return {
         name: d.sink ?? `sink ${p.instance}`,
+        kind: d.kind ?? 'unknown',
         state: d.state ?? 'unknown',
         breaker: d.breaker ?? 'unknown',
-        lag: lags.some((x) => x === null) ? null : lags.reduce<number>((a, b) => a + (b ?? 0), 0),
+        lag: lags.length === 0 || lags.some((x) => x === null) ? null : lags.reduce<number>((a, b) => a + (b ?? 0), 0),
+        lastError: d.lastError ? `${d.lastError.message} (${d.lastError.at})` : null,
       };
     });
 
@@ -249,6 +260,11 @@ function render(st: ApplicationStatus): string {
     });
     lines.push(`      tasks: ${tasks.join(', ') || 'none'}`);
   }
-  lines.push(`  sinks: ${st.sinks.length === 0 ? 'none deployed' : st.sinks.map((x) => `${x.name} ${x.state}, breaker ${x.breaker}, lag ${x.lag ?? '?'}`).join('; ')}`);
+  if (st.sinks.length === 0) lines.push('  sinks on this machine: none');
+  else lines.push('  sinks on this machine:');
+  for (const x of st.sinks) {
+    lines.push(`    ${x.name} (${x.kind})  ${x.state}, breaker ${x.breaker}, lag ${x.lag ?? 'unknown (a partition not read yet)'}`);
+    if (x.lastError) lines.push(`      last error: ${x.lastError}`);
+  }
   return lines.join('\n');
 }

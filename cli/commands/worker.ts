@@ -20,6 +20,7 @@ import { kafkaSecurity } from '../settings.js';
 import { nonNegativeInt, note, settings, topologyArg } from '../common.js';
 import { applicationIdOf, resolveServices } from '../services.js';
 import { runDirOf, writeRunFile } from '../run-files.js';
+import { stopWithParent } from '../deploy/parent-watch.js';
 
 export interface WorkerFlags {
   instance?: string;
@@ -108,18 +109,7 @@ export async function workerCommand(topologyName: string, flags: WorkerFlags): P
   logger.info({ url: server.url }, 'health server listening');
 
   worker.installSignalHandlers();
-  if (flags.supervised) {
-    // The deploy that started us is gone (killed): stop as if it had sent SIGTERM.
-    const parent = process.ppid;
-    const watch = setInterval(() => {
-      if (process.ppid !== parent) {
-        clearInterval(watch);
-        logger.warn({ parent }, 'the deploy process is gone; stopping');
-        process.kill(process.pid, 'SIGTERM');
-      }
-    }, 1000);
-    watch.unref();
-  }
+  if (flags.supervised) stopWithParent(() => logger.warn('the deploy process is gone; stopping'));
   worker.done.catch((err: unknown) => {
     logger.error({ err }, 'worker stopped on a fatal error');
     note(`worker ${process.pid} stopped: ${err instanceof Error ? err.message : String(err)}`);

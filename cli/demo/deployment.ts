@@ -8,19 +8,15 @@
  *   routing-decisions, and the live agent load and queue depth from the routing stores' changelogs);
  * - stopping everything cleanly: workers commit and leave their group, sinks flush and leave theirs.
  */
-import { AggregatorRegistry, Gauge, Registry } from 'prom-client';
+import { AggregatorRegistry, Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { Worker } from '../../runtime/worker.js';
 import { attachWorkerMetrics } from '../../runtime/metrics.js';
 import { startHealthServer, type HealthServer } from '../../runtime/health-server.js';
-import { Serdes, type Serde } from '../../runtime/serde.js';
 import type { ApplicationName, SerdeFor } from '../../topologies/index.js';
-import { SinkRunner } from '../../sinks/sink-runner.js';
-import { PostgresSink } from '../../sinks/postgres/postgres-sink.js';
-import { postgresWriters } from '../../sinks/postgres/writers.js';
-import { RedisSink } from '../../sinks/redis/redis-sink.js';
-import { redisWriters } from '../../sinks/redis/writers.js';
-import { routingLiveStateWriters } from '../../sinks/redis/routing-live-state.js';
+import type { SinkRunner } from '../../sinks/sink-runner.js';
+import { buildSinkRunner, sinkPlans, type SinkConnections } from '../../sinks/applications.js';
+import { attachSinkMetrics } from '../../sinks/metrics.js';
 import { kafkaSecurity } from '../settings.js';
 import type { DemoEnvironment } from './environment.js';
 import { APP_NAMES, type DemoPlan } from './plan.js';
@@ -76,57 +72,32 @@ export class DemoDeployment {
       this.workers.set(name, worker);
     }
 
-    const serde = (topic: string) => serdeFor<unknown>(topic);
-    const json = Serdes.json<unknown>() as Serde<unknown>;
-    const runnerLog = (sink: string) => (level: 'debug' | 'info' | 'warn' | 'error', msg: string, extra?: object) =>
-      logger[level]({ sink, ...extra }, msg);
-    const postgres = new PostgresSink({
-      name: plan.sinks.postgres,
-      connection: env.pg,
+    // the same sinks `weir deploy` starts per application (sinks/applications.ts), here for all three at once
+    const plans = sinkPlans(
+      APP_NAMES.map((name) => ({ name, applicationId: plan.apps[name].applicationId })),
+      plan.sinks,
+    );
+    const connections: SinkConnections = {
+      brokers: env.brokers,
+      kafkaSecurity: kafkaSecurity(s),
+      pg: env.pg,
       schema: plan.schema,
-      writers: {
-        'routing-decisions': postgresWriters.routingDecisions(),
-        positions: postgresWriters.positions(),
-        'ledger-entries': postgresWriters.ledgerEntries(),
-        reconciliations: postgresWriters.reconciliations(),
-      },
-      log: (msg) => logger.warn({ sink: plan.sinks.postgres }, msg),
-    });
-    const redis = new RedisSink({
-      name: plan.sinks.redis,
-      prefix: plan.redisPrefix,
       redis: env.redis,
-      writers: {
-        positions: redisWriters.positions(),
-        'routing-decisions': redisWriters.routingDecisions(),
-        [plan.liveState.agents]: routingLiveStateWriters.agentLoad(),
-        [plan.liveState.stats]: routingLiveStateWriters.queueDepth(),
-      },
-      log: (msg) => logger.warn({ sink: plan.sinks.redis }, msg),
-    });
-    const common = { brokers: env.brokers, sessionTimeoutMs: 10_000 };
-    this.sinks = {
-      postgres: new SinkRunner({
-        ...common,
-        sink: postgres,
-        topics: Object.fromEntries(['routing-decisions', 'positions', 'ledger-entries', 'reconciliations'].map((t) => [t, serde(t)])),
-        log: runnerLog(plan.sinks.postgres),
-      }),
-      redis: new SinkRunner({
-        ...common,
-        sink: redis,
-        topics: { positions: serde('positions'), 'routing-decisions': serde('routing-decisions'), [plan.liveState.agents]: json, [plan.liveState.stats]: json },
-        tombstoneTopics: [plan.liveState.agents, plan.liveState.stats],
-        log: runnerLog(plan.sinks.redis),
-      }),
+      redisPrefix: plan.redisPrefix,
+      serdeFor,
+      log: (level, msg, extra) => logger[level](extra ?? {}, msg),
     };
+    const runnerOf = (kind: 'postgres' | 'redis') => buildSinkRunner(plans.find((p) => p.kind === kind)!, connections);
+    this.sinks = { postgres: runnerOf('postgres'), redis: runnerOf('redis') };
     for (const runner of Object.values(this.sinks)) {
       runner.on('error', (e) => {
         // a poisoned partition or a non-retriable write would keep the sink behind for good
         if (!e.willRetry) this.fail(new Error(`sink ${runner.name} stalled: ${e.error.message}`));
       });
     }
-    this.registries.push(this.sinkMetrics());
+    const sinkRegistry = new Registry();
+    this.detach.push(attachSinkMetrics(() => Object.values(this.sinks), sinkRegistry));
+    this.registries.push(sinkRegistry);
   }
 
   /** Start the workers (they create changelog and dead-letter topics), then the health server and the sinks. */
@@ -177,32 +148,5 @@ export class DemoDeployment {
     this.failure = err;
     this.logger.error({ err }, 'the demo stops');
     this.onFailure(err);
-  }
-
-  /** Gauges read from the sink runners at scrape time. */
-  private sinkMetrics(): Registry {
-    const registry = new Registry();
-    const runners = () => Object.values(this.sinks);
-    new Gauge({
-      name: 'weir_sink_records_written',
-      help: 'Records a sink has written to its database since it started',
-      labelNames: ['sink'],
-      registers: [registry],
-      collect() {
-        for (const r of runners()) this.set({ sink: r.name }, r.status().recordsWritten);
-      },
-    });
-    new Gauge({
-      name: 'weir_sink_lag',
-      help: 'Records of a topic partition not yet in the sink’s database',
-      labelNames: ['sink', 'topic', 'partition'],
-      registers: [registry],
-      collect() {
-        for (const r of runners()) {
-          for (const p of r.status().partitions) if (p.lag !== null) this.set({ sink: r.name, topic: p.topic, partition: String(p.partition) }, p.lag);
-        }
-      },
-    });
-    return registry;
   }
 }

@@ -9,18 +9,9 @@
  */
 import { Kafka, logLevel } from 'kafkajs';
 import type { RedisOptions } from 'ioredis';
-import { ConfigError } from '../../runtime/errors.js';
 import { SchemaRegistryClient } from '../../schemas/registry-client.js';
-import { kafkaSecurity, type Settings } from '../settings.js';
-
-export interface PgConnection {
-  host: string;
-  port: number;
-  user: string;
-  password?: string;
-  database: string;
-  ssl?: boolean;
-}
+import { kafkaSecurity, maskUrl, pgConnection, redisOptions, type PgConnection, type Settings } from '../settings.js';
+import { registryApi, registryAuth } from '../services.js';
 
 export interface DemoEnvironment {
   settings: Settings;
@@ -115,11 +106,7 @@ export async function prepareEnvironment(settings: Settings, log: Log, signal: A
       retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 3000 },
       logLevel: logLevel.NOTHING,
     });
-    const auth =
-      settings.SCHEMA_REGISTRY_USERNAME && settings.SCHEMA_REGISTRY_PASSWORD
-        ? { username: settings.SCHEMA_REGISTRY_USERNAME, password: settings.SCHEMA_REGISTRY_PASSWORD }
-        : undefined;
-    const registry = new SchemaRegistryClient({ url: registryApi(registryHandle.url), auth });
+    const registry = new SchemaRegistryClient({ url: registryApi(registryHandle.url), auth: registryAuth(settings) });
     const pg = pgConnection(settings.DATABASE_URL);
     const redis = redisOptions(settings.REDIS_URL);
     return {
@@ -142,43 +129,4 @@ export async function prepareEnvironment(settings: Settings, log: Log, signal: A
     await release();
     throw err;
   }
-}
-
-/** A bare registry URL (the project's Apicurio) gets its Confluent-compatible API path; a URL with a path is the API. */
-function registryApi(url: string): string {
-  const u = new URL(url);
-  const base = url.replace(/\/+$/, '');
-  return u.pathname === '/' || u.pathname === '' ? `${base}/apis/ccompat/v7` : base;
-}
-
-export function pgConnection(databaseUrl: string): PgConnection {
-  const u = new URL(databaseUrl);
-  const database = decodeURIComponent(u.pathname.replace(/^\//, '')) || 'weir';
-  const sslmode = u.searchParams.get('sslmode');
-  return {
-    host: decodeURIComponent(u.hostname) || '127.0.0.1',
-    port: u.port ? Number(u.port) : 5432,
-    user: decodeURIComponent(u.username) || 'postgres',
-    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
-    database,
-    ...(sslmode && sslmode !== 'disable' ? { ssl: true } : {}),
-  };
-}
-
-export function redisOptions(redisUrl: string): RedisOptions {
-  const u = new URL(redisUrl);
-  const db = u.pathname.replace(/^\//, '');
-  if (db !== '' && !/^\d+$/.test(db)) throw new ConfigError(`REDIS_URL ${maskUrl(redisUrl)}: the path must be a database number, such as /0`);
-  return {
-    host: u.hostname || '127.0.0.1',
-    port: u.port ? Number(u.port) : 6379,
-    db: db === '' ? 0 : Number(db),
-    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
-    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
-    ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
-  };
-}
-
-function maskUrl(url: string): string {
-  return url.replace(/(\/\/[^:/@]*:)([^@]*)(@)/, '$1********$3');
 }

@@ -9,6 +9,7 @@ import { applications, type Application, type ApplicationName, type SerdeFor } f
 import type { Topology } from '../../runtime/topology.js';
 import { changelogTopicName } from '../../state/store-manager.js';
 import { RoutingStores } from '../../processors/routing/stores.js';
+import { routingLiveStateTopics } from '../../sinks/applications.js';
 import { TradesStores } from '../../topologies/trades.js';
 import { PAYMENTS_STORES } from '../../topologies/payments.js';
 import type { Settings } from '../settings.js';
@@ -80,7 +81,7 @@ export function planDemo(settings: Settings, serdeFor: (app: ApplicationName) =>
     schema: 'weir',
     redisPrefix,
     sinks,
-    liveState: { agents: changelogTopicName(routingId, RoutingStores.agents), stats: changelogTopicName(routingId, RoutingStores.stats) },
+    liveState: routingLiveStateTopics(routingId),
     stateDir: settings.WEIR_STATE_DIR,
     logFile: path.join(settings.WEIR_RUN_DIR, 'demo.log'),
     allTopics: APP_NAMES.flatMap((n) => [...apps[n].inputTopics, ...apps[n].outputTopics, ...apps[n].changelogs, apps[n].deadLetterTopic]),

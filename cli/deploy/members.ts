@@ -4,6 +4,7 @@
  */
 import type { Application } from '../../topologies/index.js';
 import type { MemberRole } from '../run-files.js';
+import { applicationSinkPlans } from '../../sinks/applications.js';
 
 export interface MemberSpec {
   role: MemberRole;
@@ -30,13 +31,14 @@ export function membersOf(app: Application, applicationId: string, opts: Members
 }
 
 /**
- * HOOK for the sinks (Postgres, Redis; sinks/): the sink processes of a topology's outputs, started and supervised
- * with its workers. To add them: a hidden `weir sink <topology> --sink <name>` command (cli/commands/) that runs a
- * SinkRunner, serves its `status()` as /health details (readiness: the runner is running) and writes a run file
- * with role 'sink' (cli/run-files.ts); then return one MemberSpec per sink here, e.g.
- *   { role: 'sink', instance: 0, label: 'sink trades-pg', args: ['sink', app.name, '--sink', 'trades-pg', '--app-id', applicationId] }
- * `weir status` already lists every run file's /health details by role (see SINK HOOK in commands/status.ts).
+ * The sink processes of a topology's outputs (sinks/applications.ts: Postgres and, where it has anything to write
+ * there, Redis), one per kind, started and supervised with its workers.
  */
-export function sinkMembers(_app: Application, _applicationId: string): MemberSpec[] {
-  return [];
+export function sinkMembers(app: Application, applicationId: string): MemberSpec[] {
+  return applicationSinkPlans({ name: app.name, applicationId }).map((plan, i) => ({
+    role: 'sink' as const,
+    instance: i,
+    label: `sink ${plan.name}`,
+    args: ['sink', app.name, '--kind', plan.kind, '--instance', String(i), '--app-id', applicationId],
+  }));
 }

@@ -1,7 +1,7 @@
 /**
  * The operator's path through the real CLI, on the real broker and registry:
- * produce → deploy (2 workers) → status → SIGTERM → replay --dry-run → replay --to-earliest → deploy → the outputs
- * are re-emitted.
+ * produce → deploy (2 workers and the Postgres and Redis sinks) → status → SIGTERM → replay --dry-run → replay
+ * --to-earliest → deploy → the outputs are re-emitted, and the sinks' tables and keys hold each of them once.
  *
  * The application id is unique per run (WEIR_APP_PREFIX), but the topics are the catalog's own (`trades`,
  * `positions`, `ledger-entries`): the topologies take their names from the catalog. So the test starts by deleting
@@ -17,9 +17,20 @@ import { PartitionReader } from '../../runtime/partition-reader.js';
 import { kafka, waitFor, withAdmin } from '../helpers/kafka.js';
 import { cliEnv, lines, removeCliDirs, weir, WeirProcess } from './cli.js';
 import type { ApplicationStatus } from '../../cli/commands/status.js';
+import type pg from 'pg';
+import type { Redis } from 'ioredis';
+import { deleteKeys, dropSchema, PG, pgClient, redisClient } from '../sinks/support.js';
+import { avroSerdesFor } from '../../topologies/index.js';
+import { SchemaRegistryClient } from '../../schemas/registry-client.js';
+import { formatDecimal } from '../../schemas/decimal.js';
+import { Scale, type Position } from '../../schemas/types.js';
+import { registryApi } from '../../cli/services.js';
 
 const prefix = `clitest-${randomUUID().slice(0, 8)}-`;
-const env = cliEnv(prefix);
+const schema = prefix.replace(/-/g, '_').replace(/_+$/, '');
+const env = cliEnv(prefix, { DATABASE_URL: `postgres://${PG.user}@${PG.host}:${PG.port}/${PG.database}`, WEIR_PG_SCHEMA: schema, WEIR_REDIS_PREFIX: schema });
+let control: pg.Client;
+let redis: Redis;
 const applicationId = `${prefix}weir-trades`;
 const started: WeirProcess[] = [];
 
@@ -50,11 +61,21 @@ afterEach(killLeftovers);
 afterAll(async () => {
   await killLeftovers();
   removeCliDirs();
+  if (control) {
+    await dropSchema(control, schema);
+    await control.end();
+  }
+  if (redis) {
+    await deleteKeys(redis, schema);
+    redis.disconnect();
+  }
 });
 
 const TOPICS = ['trades', 'positions', 'ledger-entries'];
 
 beforeAll(async () => {
+  control = await pgClient();
+  redis = redisClient();
   await withAdmin(async (admin) => {
     const existing = (await admin.listTopics()).filter((t) => TOPICS.includes(t));
     if (existing.length > 0) await admin.deleteTopics({ topics: existing, timeout: 30_000 });
@@ -91,19 +112,63 @@ async function recordsSince(topic: string, from: Map<number, number>): Promise<n
   return n;
 }
 
+/** What the sinks hold: ledger rows, and positions (account/instrument → quantity) in Postgres and in Redis. */
+async function sinkContents(): Promise<{ ledgerRows: number; pgPositions: Record<string, string>; redisPositions: Record<string, string> }> {
+  const ledger = await control.query<{ n: string }>(`SELECT count(*) AS n FROM ${schema}.ledger_entries`);
+  const rows = await control.query<{ account_id: string; instrument: string; quantity: string }>(`SELECT account_id, instrument, quantity::text AS quantity FROM ${schema}.positions`);
+  const pgPositions = Object.fromEntries(rows.rows.map((r) => [`${r.account_id}/${r.instrument}`, r.quantity]));
+  const redisPositions: Record<string, string> = {};
+  for (const key of await redis.keys(`${schema}:position:*`)) {
+    const account = key.slice(`${schema}:position:`.length);
+    for (const [instrument, text] of Object.entries(await redis.hgetall(key))) redisPositions[`${account}/${instrument}`] = String((JSON.parse(text) as { quantity: string }).quantity);
+  }
+  return { ledgerRows: Number(ledger.rows[0]!.n), pgPositions, redisPositions };
+}
+
+/** The last positions record of each account/instrument on the topic (its quantity, as text). */
+async function latestPositions(): Promise<Record<string, string>> {
+  const latest: Record<string, string> = {};
+  const reader = new PartitionReader(kafka());
+  const serde = avroSerdesFor(new SchemaRegistryClient({ url: registryApi(env.SCHEMA_REGISTRY_URL!) }))<Position>('positions');
+  try {
+    for (const [partition, end] of await endOffsets('positions')) {
+      if (end === 0) continue;
+      await reader.read('positions', partition, 0, async (messages) => {
+        for (const m of messages) {
+          const v = await serde.deserialize(m.value!, { topic: 'positions' } as never);
+          latest[`${v.accountId}/${v.instrument}`] = formatDecimal(v.quantity, Scale.quantity);
+        }
+      });
+    }
+  } finally {
+    await reader.close();
+  }
+  return latest;
+}
+
 function deploy(args: string[]): WeirProcess {
   const p = new WeirProcess(['deploy', 'trades', ...args], env);
   started.push(p);
   return p;
 }
 
+/** `members` workers in a stable group with no lag, every process ready, and both sinks running with no lag. */
 async function drained(members: number): Promise<ApplicationStatus> {
   let last: ApplicationStatus | undefined;
   await waitFor(
-    `${members} members, every worker ready and no lag`,
+    `${members} members, every worker ready and no lag, both sinks caught up`,
     async () => {
       last = await status();
-      return last.group.state === 'Stable' && last.group.members.length === members && last.totalLag === 0 && last.processes.length === members && last.processes.every((p) => p.ready === true);
+      const workers = last.processes.filter((p) => p.role === 'worker');
+      return (
+        last.group.state === 'Stable' &&
+        last.group.members.length === members &&
+        last.totalLag === 0 &&
+        workers.length === members &&
+        last.processes.every((p) => p.ready === true) &&
+        last.sinks.length === 2 &&
+        last.sinks.every((x) => x.state === 'running' && x.breaker === 'closed' && x.lag === 0)
+      );
     },
     120_000,
     500,
@@ -125,7 +190,7 @@ describe('weir: produce, deploy, status, stop, replay, deploy again (real broker
 
     // deploy 2 workers; one line when ready
     const first = deploy(['--instances', '2']);
-    await first.waitForStdout(/^trades is running: 2 processes ready in [\d.]+ s \(application clitest-[\w-]+weir-trades; http:\/\/127\.0\.0\.1:\d+, http:\/\/127\.0\.0\.1:\d+\); Ctrl-C stops it$/m, 120_000);
+    await first.waitForStdout(/^trades is running: 2 workers and 2 sinks ready in [\d.]+ s \(application clitest-[\w-]+weir-trades; (http:\/\/127\.0\.0\.1:\d+(, )?){4}\); Ctrl-C stops it$/m, 120_000);
     expect(lines(first.stdout)).toHaveLength(1);
     expect(first.stderr).toContain('created topic positions (6 partitions, compacted)');
     expect(first.stderr).toContain('created topic ledger-entries (6 partitions)');
@@ -137,8 +202,14 @@ describe('weir: produce, deploy, status, stop, replay, deploy again (real broker
     const tasks = st.group.members.flatMap((m) => m.tasks).sort();
     expect(tasks).toEqual(['0_0', '0_1', '0_2', '0_3', '0_4', '0_5']);
     expect(st.group.members.every((m) => m.tasks.length === 3)).toBe(true);
-    expect(st.group.members.map((m) => m.pid).sort()).toEqual(st.processes.map((p) => p.pid).sort());
-    for (const p of st.processes) {
+    const workers = st.processes.filter((p) => p.role === 'worker');
+    expect(st.group.members.map((m) => m.pid).sort()).toEqual(workers.map((p) => p.pid).sort());
+    expect(st.processes.filter((p) => p.role === 'sink')).toHaveLength(2);
+    expect(st.sinks.map((x) => [x.name, x.kind]).sort()).toEqual([
+      [`${applicationId}-postgres`, 'postgres'],
+      [`${applicationId}-redis`, 'redis'],
+    ]);
+    for (const p of workers) {
       const d = p.details as { tasks: Array<{ id: string; state: string }> };
       expect(d.tasks.map((t) => t.state)).toEqual(['RUNNING', 'RUNNING', 'RUNNING']);
     }
@@ -153,6 +224,8 @@ describe('weir: produce, deploy, status, stop, replay, deploy again (real broker
     expect(text.stdout).toMatch(/group: Stable, 2 members/);
     expect(text.stdout).toMatch(/lag: 0 records/);
     expect(text.stdout).toMatch(/tasks: 0_\d RUNNING, 0_\d RUNNING, 0_\d RUNNING/);
+    expect(text.stdout).toContain(`${applicationId}-postgres (postgres)  running, breaker closed, lag 0`);
+    expect(text.stdout).toContain(`${applicationId}-redis (redis)  running, breaker closed, lag 0`);
 
     // while it runs: a second deploy and a replay are refused, in one sentence each
     const [twice, early] = await Promise.all([weir(['deploy', 'trades'], env), weir(['replay', 'trades', '--to-earliest', '--dry-run'], env)]);
@@ -161,12 +234,12 @@ describe('weir: produce, deploy, status, stop, replay, deploy again (real broker
     expect(early.code).toBe(1);
     expect(lines(early.stderr)).toEqual([expect.stringMatching(/^weir: the topology '.*' still has 2 live member\(s\) in its consumer group; stop its workers first$/)]);
 
-    // SIGTERM: every worker commits and leaves the group; exit 0
+    // SIGTERM: every worker commits and leaves the group, every sink flushes and leaves; exit 0
     const stopAt = Date.now();
     first.kill('SIGTERM');
     expect(await first.waitExit(30_000)).toEqual({ code: 0, signal: null });
     expect(Date.now() - stopAt).toBeLessThan(30_000);
-    expect(first.stderr).toMatch(/SIGTERM: stopping 2 processes of trades…\ntrades stopped in [\d.]+ s/);
+    expect(first.stderr).toMatch(/SIGTERM: stopping 4 processes of trades…\ntrades stopped in [\d.]+ s/);
     const stopped = await status();
     expect(stopped.group.members).toEqual([]);
     expect(stopped.processes).toEqual([]);
@@ -175,6 +248,13 @@ describe('weir: produce, deploy, status, stop, replay, deploy again (real broker
     const ledger1 = await recordsSince('ledger-entries', new Map());
     expect(positions1).toBeGreaterThan(0);
     expect(ledger1).toBeGreaterThan(0);
+    // the sinks: every ledger entry once in Postgres; the positions in Postgres and Redis equal the last record of
+    // each (account, instrument) on the positions topic
+    const tables = await sinkContents();
+    expect(tables.ledgerRows).toBe(ledger1);
+    const latest = await latestPositions();
+    expect(tables.pgPositions).toEqual(latest);
+    expect(tables.redisPositions).toEqual(latest);
 
     // replay: the plan first, nothing changed on a dry run
     const dry = await weir(['replay', 'trades', '--to-earliest', '--dry-run'], env);
@@ -195,25 +275,29 @@ describe('weir: produce, deploy, status, stop, replay, deploy again (real broker
     const ledgerMid = await endOffsets('ledger-entries');
     const again = await weir(['deploy', 'trades', '--detach'], env, { timeoutMs: 120_000 });
     expect(again.code, again.stderr).toBe(0);
-    expect(again.stdout).toMatch(/^trades is running: 1 process ready in [\d.]+ s .*detached: weir status trades, weir stop trades$/m);
+    expect(again.stdout).toMatch(/^trades is running: 1 worker and 2 sinks ready in [\d.]+ s .*detached: weir status trades, weir stop trades$/m);
     const running = await drained(1);
     expect(running.group.members[0]!.tasks).toEqual(['0_0', '0_1', '0_2', '0_3', '0_4', '0_5']);
     expect(await recordsSince('positions', positionsMid)).toBe(positions1);
     expect(await recordsSince('ledger-entries', ledgerMid)).toBe(ledger1);
+    // the sinks wrote the replayed outputs over the same rows and keys: still each entry once, same positions
+    expect(await sinkContents()).toEqual(tables);
 
     const stop = await weir(['stop', 'trades'], env);
     expect(stop.code, stop.stderr).toBe(0);
-    expect(stop.stdout).toMatch(/^stopped 1 process of trades in [\d.]+ s$/m);
+    expect(stop.stdout).toMatch(/^stopped 3 processes of trades in [\d.]+ s$/m);
     expect((await status()).group.members).toEqual([]);
   }, 300_000);
 
   it('reports a worker that dies, and exits when none is left', async () => {
     const d = deploy([]);
-    await d.waitForStdout(/^trades is running: 1 process ready/m, 120_000);
+    await d.waitForStdout(/^trades is running: 1 worker and 2 sinks ready/m, 120_000);
     const st = await drained(1);
-    process.kill(st.processes[0]!.pid, 'SIGKILL');
+    const worker = st.processes.find((p) => p.role === 'worker')!;
+    process.kill(worker.pid, 'SIGKILL');
     expect((await d.waitExit(30_000)).code).toBe(1);
-    expect(d.stderr).toMatch(new RegExp(`worker 0 \\(pid ${st.processes[0]!.pid}\\) exited unexpectedly with signal SIGKILL`));
-    expect(d.stderr).toMatch(/no process of trades is left; exiting/);
+    expect(d.stderr).toMatch(new RegExp(`worker 0 \\(pid ${worker.pid}\\) exited unexpectedly with signal SIGKILL`));
+    expect(d.stderr).toMatch(/no worker of trades is left; stopping its sinks and exiting/);
+    expect((await status()).processes).toEqual([]);
   }, 180_000);
 });

@@ -19,7 +19,8 @@ describe('weir: help and wrong usage (real CLI)', () => {
     expect(results[1]!.stdout).toMatch(/routing\s+→ agent-events \+ conversation-events/);
     expect(results[6]!.stdout).toContain('--instances');
     expect(results[7]!.stdout).toMatch(/--to-offset[\s\S]*--to-timestamp[\s\S]*--to-earliest[\s\S]*--dry-run/);
-    expect(results[0]!.stdout).not.toMatch(/worker \[options\]/); // the worker command is internal
+    expect(results[0]!.stdout).not.toMatch(/worker \[options\]/); // the worker and sink commands are internal
+    expect(results[0]!.stdout).not.toMatch(/sink \[options\]/);
   });
 
   it('refuses wrong arguments with one line on stderr, exit code 2, no stack', async () => {
@@ -39,6 +40,9 @@ describe('weir: help and wrong usage (real CLI)', () => {
       [['produce', 'payments', '--generate', 'trades'], /the trades scenario produces to trades, not 'payments'/],
       [['deploy', 'trades', '--instances', 'two'], /--instances takes a positive whole number, not 'two'/],
       [['deploy'], /missing required argument 'topology'/],
+      [['sink', 'trades', '--kind', 'mysql'], /--kind takes postgres or redis, not 'mysql'/],
+      [['sink', 'payments', '--kind', 'redis'], /the payments topology writes nothing to redis/],
+      [['sink', 'trades'], /required option '--kind <kind>' not specified/],
       [['deplyo', 'trades'], /unknown command 'deplyo'/],
       [['schemas', 'check', '--schema', 'trades'], /--schema takes topic=path\/to\/schema.avsc/],
     ];
