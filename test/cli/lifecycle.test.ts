@@ -209,6 +209,13 @@ describe('weir: produce, deploy, status, stop, replay, deploy again (real broker
       [`${applicationId}-postgres`, 'postgres'],
       [`${applicationId}-redis`, 'redis'],
     ]);
+    // each sink process serves its metrics: batch latency, lag per partition, breaker state
+    for (const sinkProcess of st.processes.filter((p) => p.role === 'sink')) {
+      const metrics = await (await fetch(`${sinkProcess.url}/metrics`)).text();
+      expect(metrics).toMatch(/^weir_sink_batch_duration_seconds_count\{sink="clitest-[\w-]+"\} [1-9]/m);
+      expect(metrics).toMatch(/^weir_sink_lag\{sink="clitest-[\w-]+",topic="positions",partition="0"\} 0$/m);
+      expect(metrics).toMatch(/^weir_sink_breaker_state\{sink="clitest-[\w-]+",state="closed"\} 1$/m);
+    }
     for (const p of workers) {
       const d = p.details as { tasks: Array<{ id: string; state: string }> };
       expect(d.tasks.map((t) => t.state)).toEqual(['RUNNING', 'RUNNING', 'RUNNING']);
