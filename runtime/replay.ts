@@ -42,14 +42,17 @@ export interface ReplayOptions {
   applicationId: string;
   topology: Topology;
   brokers: string | string[];
+  /** A configured client (TLS, SASL, timeouts); without it one is made from `brokers`. */
+  kafka?: Kafka;
   target: ReplayTarget;
   /** Transactions of the rebuild commit every this many records; default 5000. */
   commitEvery?: number;
   onProgress?: (info: { taskId: string; records: number; total: number }) => void;
 }
 
-function kafkaOf(brokers: string | string[]): Kafka {
-  return new Kafka({ clientId: 'weir-replay', brokers: Array.isArray(brokers) ? brokers : brokers.split(','), logLevel: logLevel.NOTHING });
+function kafkaOf(opts: Pick<ReplayOptions, 'brokers' | 'kafka'>): Kafka {
+  const { brokers } = opts;
+  return opts.kafka ?? new Kafka({ clientId: 'weir-replay', brokers: Array.isArray(brokers) ? brokers : brokers.split(','), logLevel: logLevel.NOTHING });
 }
 
 /**
@@ -60,7 +63,7 @@ function kafkaOf(brokers: string | string[]): Kafka {
  */
 export async function planReplay(opts: ReplayOptions, admin?: Admin): Promise<ReplayPlan> {
   const own = !admin;
-  const a = admin ?? kafkaOf(opts.brokers).admin();
+  const a = admin ?? kafkaOf(opts).admin();
   if (own) await a.connect();
   try {
     const { groups } = await a.describeGroups([opts.applicationId]);
@@ -190,7 +193,7 @@ const NOTHING_TO_RESTORE: LogReader = { read: async (_t, _p, from) => from ?? 0 
  * record timestamp during the rebuild.
  */
 export async function executeReplay(opts: ReplayOptions, plan: ReplayPlan): Promise<{ rebuilt: number }> {
-  const kafka = kafkaOf(opts.brokers);
+  const kafka = kafkaOf(opts);
   const admin = kafka.admin();
   await admin.connect();
   const reader = new PartitionReader(kafka);

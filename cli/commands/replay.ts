@@ -54,7 +54,7 @@ export async function replayCommand(topologyName: string, flags: ReplayFlags): P
   const applicationId = applicationIdOf(app, s, flags.appId);
   const services = await resolveServices(s, note);
   const topology = app.build(avroSerdesFor(services.registry));
-  const opts = { applicationId, topology, brokers: services.brokers, target };
+  const opts = { applicationId, topology, brokers: services.brokers, kafka: services.kafka, target };
 
   const admin = await services.admin();
   let plan;
