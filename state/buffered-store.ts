@@ -23,7 +23,10 @@ interface DirtyEntry {
  * - handing the commit those writes as changelog records (prepare), then landing them in the backend
  *   together with the changelog offset (complete), or dropping them (abort);
  * - refusing calls that do not fit the transaction's state, so a commit cannot be half-applied unnoticed;
- * - applying changelog records during restore, straight to the backend.
+ * - applying changelog records during restore, straight to the backend;
+ * - an optional read cache of committed entries (least recently used, `cacheSize` keys; the RocksDB stores have one):
+ *   a get after a commit is answered from memory instead of a native read. It holds only what the backend holds
+ *   (filled by committed writes and by reads), so scans, which read the backend, agree with it.
  *
  * The store takes ownership of the buffers given to `put`; they must not be changed afterwards.
  */
@@ -31,10 +34,15 @@ export class BufferedStore {
   private readonly dirty = new Map<string, DirtyEntry>();
   private prepared: ByteChange[] | null = null;
   private txState: StoreTransactionState = 'STARTED';
+  /** committed value per key (null: absent), in use order, oldest first */
+  private readonly cache = new Map<string, Buffer | null>();
+  /** bumped whenever the backend changes, so a read that started before does not fill the cache with an old value */
+  private backendVersion = 0;
 
   constructor(
     readonly name: string,
     readonly backend: StoreBackend,
+    private readonly cacheSize = 0,
   ) {}
 
   get state(): StoreTransactionState {
@@ -48,9 +56,20 @@ export class BufferedStore {
 
   async get(key: Buffer): Promise<Buffer | undefined> {
     this.check('get');
-    const entry = this.dirty.get(key.toString('latin1'));
+    const k = key.toString('latin1');
+    const entry = this.dirty.get(k);
     if (entry) return entry.value ?? undefined;
-    return this.backend.get(key);
+    if (this.cacheSize === 0) return this.backend.get(key);
+    const cached = this.cache.get(k);
+    if (cached !== undefined) {
+      this.cache.delete(k);
+      this.cache.set(k, cached);
+      return cached ?? undefined;
+    }
+    const version = this.backendVersion;
+    const value = await this.backend.get(key);
+    if (version === this.backendVersion) this.remember(k, value ?? null);
+    return value;
   }
 
   put(key: Buffer, value: Buffer): void {
@@ -120,6 +139,8 @@ export class BufferedStore {
       throw err;
     }
     this.txState = 'COMPLETE';
+    this.backendVersion++;
+    if (this.cacheSize > 0) for (const [k, e] of this.dirty) this.remember(k, e.value);
     this.dirty.clear();
     this.prepared = null;
     this.txState = 'STARTED';
@@ -132,13 +153,28 @@ export class BufferedStore {
     this.txState = 'STARTED';
   }
 
+  /** Drops every uncommitted change and the read cache: the backend is about to be wiped. */
+  reset(): void {
+    this.abort();
+    this.backendVersion++;
+    this.cache.clear();
+  }
+
   /** Applies changelog records during restore; `nextOffset` is the changelog offset after them. */
   async restore(changes: ByteChange[], nextOffset: number): Promise<void> {
     this.check('restore');
     if (this.dirty.size > 0) {
       throw new WeirError(`Illegal state ${this.txState} with ${this.dirty.size} uncommitted changes while restore on store '${this.name}'`);
     }
+    this.backendVersion++;
+    for (const [key] of changes) this.cache.delete(key.toString('latin1'));
     await this.backend.write(changes, nextOffset);
+  }
+
+  private remember(k: string, value: Buffer | null): void {
+    this.cache.delete(k);
+    this.cache.set(k, value);
+    if (this.cache.size > this.cacheSize) this.cache.delete(this.cache.keys().next().value!);
   }
 
   private check(op: Operation): void {

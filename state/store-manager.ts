@@ -22,6 +22,9 @@ export interface ChangelogBatch {
   changes: ByteChange[];
 }
 
+/** Committed keys a RocksDB store keeps in memory per task unless its spec says otherwise. */
+export const DEFAULT_CACHE_SIZE = 1000;
+
 export function changelogTopicName(applicationId: string, storeName: string): string {
   return `${applicationId}-${storeName}-changelog`;
 }
@@ -54,7 +57,8 @@ export class StoreManager {
           ? new RocksDbBackend(this.opts.stateDir.storeDir(this.opts.taskId, spec.name))
           : new MemoryBackend();
       await backend.open();
-      const buffered = new BufferedStore(spec.name, backend);
+      // a RocksDB read is a native call; the memory backend is a Map already
+      const buffered = new BufferedStore(spec.name, backend, backend instanceof RocksDbBackend ? (spec.cacheSize ?? DEFAULT_CACHE_SIZE) : 0);
       this.stores.set(spec.name, {
         spec,
         backend,
@@ -124,7 +128,7 @@ export class StoreManager {
   }
 
   private async wipeStore(s: ManagedStore): Promise<void> {
-    s.buffered.abort();
+    s.buffered.reset();
     await s.backend.destroy();
     await s.backend.open();
   }

@@ -60,13 +60,15 @@ export interface StoreSpec<K = unknown, V = unknown> {
   backend: 'rocksdb' | 'memory';
   /** Changelog topic logging; default true. */
   logged: boolean;
+  /** Committed keys kept in memory per task in front of a RocksDB store (0: none); default 1000. */
+  cacheSize?: number;
 }
 
 export function keyValueStore<K, V>(
   name: string,
   keySerde: SyncSerde<K>,
   valueSerde: SyncSerde<V>,
-  opts: { backend?: 'rocksdb' | 'memory'; logged?: boolean } = {},
+  opts: { backend?: 'rocksdb' | 'memory'; logged?: boolean; cacheSize?: number } = {},
 ): StoreSpec<K, V> {
-  return { name, keySerde, valueSerde, backend: opts.backend ?? 'rocksdb', logged: opts.logged ?? true };
+  return { name, keySerde, valueSerde, backend: opts.backend ?? 'rocksdb', logged: opts.logged ?? true, ...(opts.cacheSize === undefined ? {} : { cacheSize: opts.cacheSize }) };
 }

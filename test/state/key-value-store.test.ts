@@ -11,15 +11,20 @@ import { Serdes } from '../../runtime/serde.js';
 import { WeirError } from '../../runtime/errors.js';
 
 interface BackendFactory {
-  kind: 'memory' | 'rocksdb';
+  kind: string;
+  /** its data outlives close and reopen, and a second instance at the same location is locked out */
+  persistent: boolean;
+  /** committed keys the buffered store caches (small, so that the tests evict) */
+  cacheSize?: number;
   /** A backend at the test's location; a second call reaches the same data where the backend persists (RocksDB). */
   create(location: string): StoreBackend;
 }
 
 const factories: BackendFactory[] = [
   // Nothing outlives a memory backend: a second one at the same location starts empty.
-  { kind: 'memory', create: () => new MemoryBackend() },
-  { kind: 'rocksdb', create: (location) => new RocksDbBackend(join(location, 'store')) },
+  { kind: 'memory', persistent: false, create: () => new MemoryBackend() },
+  { kind: 'rocksdb', persistent: true, create: (location) => new RocksDbBackend(join(location, 'store')) },
+  { kind: 'rocksdb with a 3-key read cache', persistent: true, cacheSize: 3, create: (location) => new RocksDbBackend(join(location, 'store')) },
 ];
 
 async function collect<T>(iter: AsyncIterable<T>): Promise<T[]> {
@@ -42,7 +47,7 @@ describe.each(factories)('key-value store on $kind', (factory) => {
     backend = factory.create(location);
     await backend.open();
     opened.push(backend);
-    buffered = new BufferedStore('counts', backend);
+    buffered = new BufferedStore('counts', backend, factory.cacheSize ?? 0);
     store = new TypedKeyValueStore('counts', buffered, Serdes.string(), Serdes.json<{ n: number }>());
   }
 
@@ -347,7 +352,7 @@ describe.each(factories)('key-value store on $kind', (factory) => {
     }
   });
 
-  it(`${factory.kind === 'rocksdb' ? 'keeps' : 'loses'} data and offset across close and reopen`, async () => {
+  it(`${factory.persistent ? 'keeps' : 'loses'} data and offset across close and reopen`, async () => {
     store.put('a', { n: 1 });
     store.put('b', { n: 2 });
     await commit(100);
@@ -358,7 +363,7 @@ describe.each(factories)('key-value store on $kind', (factory) => {
     opened.splice(0);
 
     await open();
-    if (factory.kind === 'rocksdb') {
+    if (factory.persistent) {
       expect(await backend.changelogOffset()).toBe(101);
       expect(await collect(store.all())).toEqual([{ key: 'b', value: { n: 2 } }]);
     } else {
@@ -368,13 +373,13 @@ describe.each(factories)('key-value store on $kind', (factory) => {
     }
   });
 
-  it(`${factory.kind === 'rocksdb' ? 'names the directory when another instance holds its lock' : 'has no lock to hold'}`, async () => {
+  it(`${factory.persistent ? 'names the directory when another instance holds its lock' : 'has no lock to hold'}`, async () => {
     const second = factory.create(location);
     const err = await second.open().then(
       () => null,
       (e: unknown) => e,
     );
-    if (factory.kind === 'memory') {
+    if (!factory.persistent) {
       expect(err).toBeNull();
       await second.close();
       return;
@@ -389,9 +394,91 @@ describe.each(factories)('key-value store on $kind', (factory) => {
   it('removes its data on destroy and opens empty again', async () => {
     store.put('a', { n: 1 });
     await commit(3);
+    buffered.reset(); // as the store manager does before it wipes a store
     await backend.destroy();
     await backend.open();
     expect(await backend.changelogOffset()).toBeNull();
     expect(await store.get('a')).toBeUndefined();
+  });
+});
+
+describe('the read cache of committed entries', () => {
+  /** A memory backend that counts its reads and can hold one read until released. */
+  class CountingBackend extends MemoryBackend {
+    reads = 0;
+    hold: Promise<void> | null = null;
+    override async get(key: Buffer): Promise<Buffer | undefined> {
+      this.reads++;
+      const value = await super.get(key);
+      if (this.hold) await this.hold;
+      return value;
+    }
+  }
+  const b = (s: string) => Buffer.from(s);
+  const str = (v: Buffer | undefined) => v?.toString();
+  let backend: CountingBackend;
+  let store: BufferedStore;
+  const commit = async () => {
+    store.prepare();
+    await store.complete(null);
+  };
+
+  beforeEach(async () => {
+    backend = new CountingBackend();
+    await backend.open();
+    store = new BufferedStore('cached', backend, 2);
+  });
+
+  it('answers gets of committed keys from memory, and the least recently used key is evicted', async () => {
+    store.put(b('a'), b('1'));
+    store.put(b('b'), b('2'));
+    store.put(b('c'), b('3'));
+    await commit();
+    expect(str(await store.get(b('b')))).toBe('2');
+    expect(str(await store.get(b('c')))).toBe('3');
+    expect(backend.reads).toBe(0); // the last two committed are cached
+    expect(str(await store.get(b('a')))).toBe('1'); // evicted: read from the backend, cached again
+    expect(backend.reads).toBe(1);
+    expect(str(await store.get(b('a')))).toBe('1');
+    expect(backend.reads).toBe(1);
+    expect(await store.get(b('never'))).toBeUndefined(); // absence is cached too
+    expect(await store.get(b('never'))).toBeUndefined();
+    expect(backend.reads).toBe(2);
+  });
+
+  it('never serves an uncommitted or aborted value, and a committed delete hides the key', async () => {
+    store.put(b('a'), b('1'));
+    await commit();
+    store.put(b('a'), b('2'));
+    expect(str(await store.get(b('a')))).toBe('2');
+    store.abort();
+    expect(str(await store.get(b('a')))).toBe('1');
+    store.delete(b('a'));
+    await commit();
+    expect(await store.get(b('a'))).toBeUndefined();
+    expect(backend.reads).toBe(0);
+  });
+
+  it('a read that started before a commit does not put its older value in the cache', async () => {
+    let release!: () => void;
+    backend.hold = new Promise<void>((r) => (release = r));
+    const before = store.get(b('a')); // reads "absent" from the backend, then waits
+    store.put(b('a'), b('new'));
+    await commit();
+    backend.hold = null;
+    release();
+    expect(await before).toBeUndefined();
+    expect(str(await store.get(b('a')))).toBe('new');
+  });
+
+  it('restore and reset drop what the cache holds of the keys they change', async () => {
+    store.put(b('a'), b('1'));
+    await commit();
+    await store.restore([[b('a'), b('restored')]], 10);
+    expect(str(await store.get(b('a')))).toBe('restored');
+    store.reset();
+    await backend.destroy();
+    await backend.open();
+    expect(await store.get(b('a'))).toBeUndefined();
   });
 });
