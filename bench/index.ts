@@ -1,78 +1,97 @@
 /**
- * Throughput bench: how fast weir drains a pre-produced topic, against the bare kafkajs ceiling.
+ * The bench: what weir does on this machine with the local broker, registry, Postgres and Redis.
  *
- *   npm run bench [-- --records 1000000 --keys 5000 --partitions 12 --variants exactly_once,at_least_once,bare
- *                     --concurrency 4 --repeat 1 --cpu-prof --json --keep --kafkajs-linear-grouping]
+ *   npm run bench [-- --sections apps,latency,sinks,ceiling,scale --events 1000000 --latency-seconds 30 --json ...]
+ *   npm run bench -- --events 20000 --latency-seconds 10 --warmup-seconds 3     (a small smoke run)
  *
- * 1. Starts (or reuses) the local broker (infra/kafka.ts; KAFKA_BROKERS to use another one).
- * 2. Pre-produces N running-sum input records (test/fixtures/running-sum.ts) into a fresh topic.
- * 3. Runs each variant in its own child process (bench/variant.ts), so peak RSS and CPU profiles are
- *    per variant; each has its own consumer group / application id and output topic:
- *      exactly_once   weir running-sum topology, Worker guarantee exactly_once, RocksDB state
- *      at_least_once  the same, at_least_once
- *      bare           kafkajs consumer group, eachBatch → producer.sendBatch of the same records → commitOffsets;
- *                     no transactions, no state, no decoding: the best the client can do
- *    Time = start() until the group's committed offsets reach the end of every input partition.
- * 4. Prints a table (and with --json one JSON object as the last line), deletes the topics it created
- *    (unless --keep) and releases the broker.
+ * Sections (all by default, in this order; each child process runs one thing, so its peak RSS and CPU are its own):
+ *   apps     each application (routing, trades, payments; --apps) drains --events pre-produced scenario events,
+ *            Avro through the registry, one worker process, exactly-once, RocksDB (bench/apps.ts)
+ *   latency  p50/p99 event → committed-output latency per application at a steady --latency-rate (2,000/s) for
+ *            --latency-seconds after --warmup-seconds (bench/latency.ts, where latency is defined)
+ *   sinks    rows/s into Postgres and operations/s into Redis, each sink draining --events Avro output records
+ *            (bench/sinks.ts)
+ *   ceiling  the engine against bare kafkajs on the running-sum topology: variants exactly_once, at_least_once,
+ *            bare (the original bench; --records, --keys, --variants, --concurrency, --repeat, --cpu-prof,
+ *            --kafkajs-linear-grouping apply to it; bench/ceiling.ts)
+ *   scale    the trades drain with --workers 1,2,3 worker processes in one group (bench/scale.ts)
+ * Then the aims, each with its measured figure and pass / SHORT, and with --json one JSON object as the last line.
  *
- * --cpu-prof runs the children under `node --cpu-prof` (profiles under .local/bench/<run>/) and prints where
- * their time goes; `tsx bench/profile.ts <file>` summarizes a saved profile again.
+ * 1. Starts (or reuses) the local broker (infra/kafka.ts; KAFKA_BROKERS for another) and, for every section but
+ *    ceiling, the schema registry (infra/registry.ts; SCHEMA_REGISTRY_URL for another).
+ * 2. Everything it makes is named `bench-<8 hex>-…` (topics, groups, subjects, the Postgres schema, Redis keys)
+ *    and removed at the end unless --keep; then the services are released.
+ *
+ * `tsx bench/profile.ts <file>` summarizes a saved --cpu-prof profile again.
  */
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { Admin } from 'kafkajs';
-import { ensureKafka, KAFKA_HOME, REPO_ROOT } from '../infra/kafka.js';
-import { RESULT_PREFIX, VARIANTS, endOffsets, kafkaClient, sleep, type Variant, type VariantResult, type VariantSpec } from './common.js';
-import { produceInput } from './produce.js';
-import { formatSummary, summarizeProfile, type ProfileSummary } from './profile.js';
+import { ensureKafka, KAFKA_HOME } from '../infra/kafka.js';
+import { ccompatUrl, ensureRegistry } from '../infra/registry.js';
+import { SchemaRegistryClient } from '../schemas/registry-client.js';
+import { applications, type ApplicationName } from '../topologies/index.js';
+import { VARIANTS, int, kafkaClient, log, removeOwned, round, type Variant } from './common.js';
+import { SECTIONS, aimMet, type BenchContext, type BenchOptions, type Section, type SectionReport } from './context.js';
+import { appsSection } from './apps.js';
+import { latencySection } from './latency.js';
+import { sinksSection } from './sinks.js';
+import { ceilingSection } from './ceiling.js';
+import { scaleSection } from './scale.js';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
+const APPS = Object.keys(applications) as ApplicationName[];
 
 const USAGE = `usage: npm run bench -- [options]
-  --records N        input records to pre-produce and drain (default 1000000)
+  --sections LIST    comma-separated, of ${SECTIONS.join(', ')} (default: all, in that order)
+  --events N         apps, scale, sinks: records to pre-produce and drain (default 1000000)
+  --apps LIST        apps, latency: of ${APPS.join(', ')} (default: all)
+  --latency-seconds S  latency: measured seconds per application (default 30)
+  --warmup-seconds S   latency: seconds sent before measuring (default 5)
+  --latency-rate N   latency: events per second (default 2000)
+  --workers LIST     scale: worker process counts (default 1,2,3)
+  --partitions N     partitions of every input and output topic (default 12)
+  --seed N           scenario generator seed (default 1)
+  --timeout S        give up on one run after S seconds (default 1800)
+  --json             print one JSON object with the results as the last line
+  --keep             keep the topics, groups, subjects, Postgres schema and Redis keys (default: removed)
+ ceiling:
+  --records N        running-sum input records (default: --events)
   --keys N           distinct keys (default 5000)
-  --partitions N     input/output partitions (default 12)
   --variants LIST    comma-separated, of ${VARIANTS.join(', ')} (default: all, in that order)
   --concurrency N    partitions consumed concurrently, weir and bare loop alike (default 4, weir's default)
-  --timeout S        give up on a variant after S seconds (default 600)
   --repeat N         run the variants N times, round-robin, on the same input; report each variant's median run
                      (a shared machine is noisy; default 1)
   --cpu-prof         run the variants under node --cpu-prof and summarize the profiles
-  --json             print one JSON object with the results as the last line
-  --keep             keep the topics and consumer groups (default: deleted at the end)
   --kafkajs-linear-grouping
                      experiment: replace kafkajs' quadratic per-partition grouping of sendBatch messages
                      with a linear one in the variant processes (bench/kafkajs-linear-grouping.ts)`;
 
-interface Options {
-  records: number;
-  keys: number;
-  partitions: number;
-  variants: Variant[];
-  concurrency: number;
-  timeoutMs: number;
-  repeat: number;
-  cpuProf: boolean;
-  json: boolean;
-  keep: boolean;
-  kafkajsLinearGrouping: boolean;
+function list<T extends string>(name: string, text: string, allowed: readonly T[]): T[] {
+  const items = text.split(',').map((v) => v.trim()).filter(Boolean) as T[];
+  for (const v of items) if (!allowed.includes(v)) throw new Error(`unknown ${name} '${v}'\n${USAGE}`);
+  if (items.length === 0) throw new Error(`--${name} is empty\n${USAGE}`);
+  return items;
 }
 
-function options(): Options {
+function options(): BenchOptions {
   const { values } = parseArgs({
     options: {
-      records: { type: 'string', default: '1000000' },
+      sections: { type: 'string', default: SECTIONS.join(',') },
+      events: { type: 'string', default: '1000000' },
+      apps: { type: 'string', default: APPS.join(',') },
+      'latency-seconds': { type: 'string', default: '30' },
+      'warmup-seconds': { type: 'string', default: '5' },
+      'latency-rate': { type: 'string', default: '2000' },
+      workers: { type: 'string', default: '1,2,3' },
+      seed: { type: 'string', default: '1' },
+      records: { type: 'string' },
       keys: { type: 'string', default: '5000' },
       partitions: { type: 'string', default: '12' },
       variants: { type: 'string', default: VARIANTS.join(',') },
       concurrency: { type: 'string', default: '4' },
-      timeout: { type: 'string', default: '600' },
+      timeout: { type: 'string', default: '1800' },
       repeat: { type: 'string', default: '1' },
       'cpu-prof': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
@@ -91,13 +110,20 @@ function options(): Options {
     if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got '${v}'\n${USAGE}`);
     return n;
   };
-  const variants = values.variants.split(',').map((v) => v.trim()).filter(Boolean) as Variant[];
-  for (const v of variants) if (!VARIANTS.includes(v)) throw new Error(`unknown variant '${v}'\n${USAGE}`);
+  const events = int('events', values.events, 1);
   return {
-    records: int('records', values.records, 1),
+    sections: list('sections', values.sections, SECTIONS),
+    events,
+    apps: list('apps', values.apps, APPS),
+    latencySeconds: int('latency-seconds', values['latency-seconds'], 1),
+    warmupSeconds: int('warmup-seconds', values['warmup-seconds'], 0),
+    latencyRate: int('latency-rate', values['latency-rate'], 1),
+    workers: values.workers.split(',').map((w) => int('workers', w.trim(), 1)),
+    seed: int('seed', values.seed, 0),
+    records: values.records === undefined ? events : int('records', values.records, 1),
     keys: int('keys', values.keys, 1),
     partitions: int('partitions', values.partitions, 1),
-    variants,
+    variants: list<Variant>('variants', values.variants, VARIANTS),
     concurrency: int('concurrency', values.concurrency, 1),
     timeoutMs: int('timeout', values.timeout, 1) * 1000,
     repeat: int('repeat', values.repeat, 1),
@@ -108,90 +134,9 @@ function options(): Options {
   };
 }
 
-const log = (msg: string) => process.stderr.write(`${msg}\n`);
-
-/** Runs bench/variant.ts in a child node process (tsx loader) and returns its result line. */
-function runVariant(spec: VariantSpec, profileDir: string | null, preload: string[]): Promise<VariantResult> {
-  const tsx = import.meta.resolve('tsx');
-  const args = [
-    // one profile per thread (the tsx loader runs its hooks in a thread of its own): see mainThreadProfile
-    ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.join(profileDir, spec.variant)}`] : []),
-    '--import',
-    tsx,
-    ...preload.flatMap((f) => ['--import', pathToFileURL(f).href]),
-    path.join(HERE, 'variant.ts'),
-    JSON.stringify(spec),
-  ];
-  if (profileDir) fs.mkdirSync(path.join(profileDir, spec.variant), { recursive: true });
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env: {
-        ...process.env,
-        KAFKAJS_NO_PARTITIONER_WARNING: '1',
-        ...(profileDir ? { WEIR_BENCH_PROFILE_DIR: path.join(profileDir, spec.variant) } : {}),
-      },
-    });
-    let out = '';
-    let resultLine: string | null = null;
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => {
-      out += d;
-      // anything but the result line goes to stderr, so stdout stays the table (and JSON)
-      let nl: number;
-      while ((nl = out.indexOf('\n')) >= 0) {
-        const line = out.slice(0, nl);
-        out = out.slice(nl + 1);
-        if (line.startsWith(RESULT_PREFIX)) {
-          resultLine = line.slice(RESULT_PREFIX.length);
-        } else if (line.trim()) process.stderr.write(`[${spec.variant}] ${line}\n`);
-      }
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code === 0 && resultLine) resolve(JSON.parse(resultLine) as VariantResult);
-      else reject(new Error(`variant ${spec.variant} exited with ${code}${resultLine ? '' : ' without a result'}`));
-    });
-  });
-}
-
-/** Creates the topics and waits until every partition has a leader; a broker that just started may need retries. */
-async function createTopics(admin: Admin, topics: string[], partitions: number): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await admin.createTopics({ waitForLeaders: true, topics: topics.map((topic) => ({ topic, numPartitions: partitions })) });
-    } catch (err) {
-      if ((err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS' && attempt >= 10) throw err;
-    }
-    try {
-      const meta = await admin.fetchTopicMetadata({ topics });
-      if (meta.topics.length === topics.length && meta.topics.every((t) => t.partitions.length === partitions && t.partitions.every((p) => p.leader >= 0))) {
-        return;
-      }
-    } catch (err) {
-      if (attempt >= 10) throw err;
-    }
-    if (attempt >= 10) throw new Error(`topics ${topics.join(', ')} have no leaders after ${attempt} attempts`);
-    await sleep(500 * attempt);
-  }
-}
-
-/** node --cpu-prof writes one file per thread; the main thread's is the one with the most samples of the process's own work. */
-function mainThreadProfile(dir: string): string {
-  const files = fs
-    .readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(dir, f));
-  if (files.length === 0) throw new Error(`no .cpuprofile written in ${dir}`);
-  return files.map((f) => ({ f, busy: busyMs(f) })).sort((a, b) => b.busy - a.busy)[0]!.f;
-}
-
-const busyMs = (file: string) =>
-  summarizeProfile(file, 0)
-    .areas.filter((a) => a.area !== 'idle')
-    .reduce((sum, a) => sum + a.ms, 0);
-
 /** The local broker's pid (to read its CPU time), or null when it is not known. */
 function localBrokerPid(): number | null {
+  if (process.env.KAFKA_BROKERS) return null;
   try {
     const pid = Number.parseInt(fs.readFileSync(path.join(KAFKA_HOME, 'broker.pid'), 'utf8').trim(), 10);
     return Number.isInteger(pid) && pid > 0 ? pid : null;
@@ -200,168 +145,103 @@ function localBrokerPid(): number | null {
   }
 }
 
-function table(rows: Array<VariantResult & { ratio: number | null; runs: number[] }>, showRuns: boolean): string {
-  const head = ['variant', 'records', 'seconds', 'records/s', 'vs bare', 'peak RSS MB', 'startup s', 'after-startup rec/s', 'node CPU', 'rec per CPU-s', 'broker CPU'];
-  if (showRuns) head.push('all runs rec/s');
-  const body = rows.map((r) => [
-    r.variant,
-    r.records.toLocaleString('en-US'),
-    r.seconds.toFixed(2),
-    Math.round(r.recordsPerSecond).toLocaleString('en-US'),
-    r.ratio === null ? '-' : r.ratio.toFixed(2),
-    r.peakRssMb.toFixed(0),
-    r.startupSeconds.toFixed(2),
-    Math.round(steadyRate(r)).toLocaleString('en-US'),
-    `${Math.round((100 * r.cpuSeconds) / r.seconds)}%`,
-    Math.round(r.records / r.cpuSeconds).toLocaleString('en-US'),
-    r.brokerCpuSeconds == null ? '-' : `${Math.round((100 * r.brokerCpuSeconds) / r.seconds)}%`,
-    ...(showRuns ? [r.runs.map((x) => Math.round(x).toLocaleString('en-US')).join(' ')] : []),
-  ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  return [fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(fmt)].join('\n');
-}
+const RUNNERS: Record<Section, (ctx: BenchContext) => Promise<SectionReport>> = {
+  apps: appsSection,
+  latency: latencySection,
+  sinks: sinksSection,
+  ceiling: ceilingSection,
+  scale: scaleSection,
+};
 
 async function main(): Promise<void> {
   const opts = options();
-  const broker = await ensureKafka({ log });
+  const t0 = performance.now();
+  const needsRegistry = opts.sections.some((s) => s !== 'ceiling');
+  const [broker, registryHandle] = await Promise.all([ensureKafka({ log }), needsRegistry ? ensureRegistry({ log }) : Promise.resolve(null)]);
   const run = `bench-${randomUUID().slice(0, 8)}`;
-  const input = `${run}-input`;
-  // one slot per (repetition, variant), each with its own consumer group / application id and output topic
-  const slots = Array.from({ length: opts.repeat }, (_, i) => opts.variants.map((variant) => ({ variant, rep: i + 1 }))).flat();
-  const groupOf = (s: { variant: Variant; rep: number }) => `${run}-${s.variant.replace(/_/g, '-')}${opts.repeat > 1 ? `-${s.rep}` : ''}`;
-  const outputOf = (s: { variant: Variant; rep: number }) => `${groupOf(s)}-output`;
   const kafka = kafkaClient(broker.brokers, 'weir-bench');
   const admin = kafka.admin();
-  await admin.connect();
-  const profileDir = opts.cpuProf ? path.join(REPO_ROOT, '.local', 'bench', run) : null;
-  const results: Array<VariantResult & { rep: number }> = [];
+  const registry = registryHandle ? new SchemaRegistryClient({ url: ccompatUrl(registryHandle.url) }) : null;
+  const ctx: BenchContext = {
+    run,
+    opts,
+    brokers: broker.brokers,
+    registryUrl: registryHandle?.url ?? null,
+    registry,
+    kafka,
+    admin,
+    brokerPid: localBrokerPid(),
+    inputs: new Map(),
+  };
+  const reports: SectionReport[] = [];
+  const failures: Array<{ section: Section; error: string }> = [];
   const load0 = os.loadavg()[0]!;
-  const profiles: Record<string, { file: string; summary: ProfileSummary }> = {};
   try {
-    await createTopics(admin, [input, ...slots.map(outputOf)], opts.partitions);
-
-    log(`producing ${opts.records.toLocaleString('en-US')} records (${opts.keys} keys) to ${input} (${opts.partitions} partitions)...`);
-    const p0 = performance.now();
-    await produceInput(kafka, { topic: input, partitions: opts.partitions, records: opts.records, keys: opts.keys });
-    const produceSeconds = (performance.now() - p0) / 1000;
-    const produced = [...(await endOffsets(admin, input)).values()].reduce((a, b) => a + b, 0);
-    if (produced !== opts.records) throw new Error(`produced ${produced} records, expected ${opts.records}`);
-    log(`produced in ${produceSeconds.toFixed(1)} s (${Math.round(opts.records / produceSeconds).toLocaleString('en-US')} records/s)`);
-
-    for (const slot of slots) {
-      const { variant, rep } = slot;
-      const stateDir = variant === 'bare' ? '' : fs.mkdtempSync(path.join(os.tmpdir(), 'weir-bench-'));
-      log(`running ${variant}${opts.repeat > 1 ? ` (run ${rep} of ${opts.repeat})` : ''}...`);
-      const r = await runVariant(
-        {
-          variant,
-          brokers: broker.brokers,
-          input,
-          output: outputOf(slot),
-          partitions: opts.partitions,
-          records: opts.records,
-          groupId: groupOf(slot),
-          stateDir,
-          concurrency: opts.concurrency,
-          timeoutMs: opts.timeoutMs,
-          brokerPid: process.env.KAFKA_BROKERS ? null : localBrokerPid(),
-        },
-        rep === 1 ? profileDir : null,
-        opts.kafkajsLinearGrouping ? [path.join(HERE, 'kafkajs-linear-grouping.ts')] : [],
-      );
-      log(`${variant}: ${r.seconds.toFixed(2)} s, ${Math.round(r.recordsPerSecond).toLocaleString('en-US')} records/s, peak RSS ${r.peakRssMb.toFixed(0)} MB (V8 heap ${r.peakHeapMb.toFixed(0)} MB, outside it ${r.peakExternalMb.toFixed(0)} MB)`);
-      if (variant !== 'exactly_once' && r.outputOffsets < r.records) {
-        throw new Error(`${variant}: only ${r.outputOffsets} output records for ${r.records} inputs`);
-      }
-      results.push({ ...r, rep });
-      if (profileDir && rep === 1) {
-        const file = mainThreadProfile(path.join(profileDir, variant));
-        profiles[variant] = { file: path.relative(REPO_ROOT, file), summary: summarizeProfile(file) };
+    await admin.connect();
+    for (const section of opts.sections) {
+      log(`--- ${section}`);
+      try {
+        reports.push(await RUNNERS[section](ctx));
+      } catch (err) {
+        // a failed section is reported, the others still run
+        const error = err instanceof Error ? (err.stack ?? err.message) : String(err);
+        log(`${section} failed: ${error}`);
+        failures.push({ section, error: err instanceof Error ? err.message : String(err) });
       }
     }
   } finally {
-    if (!opts.keep) {
-      const topics = [input, ...slots.map(outputOf)];
-      for (const slot of slots) if (slot.variant !== 'bare') topics.push(`${groupOf(slot)}-sums-changelog`, `${groupOf(slot)}-dead-letters`);
-      const existing = new Set(await admin.listTopics().catch(() => [] as string[]));
-      await admin.deleteTopics({ topics: topics.filter((t) => existing.has(t)) }).catch((e: Error) => log(`could not delete topics: ${e.message}`));
-      await admin.deleteGroups(slots.map(groupOf)).catch(() => undefined);
-    }
+    if (!opts.keep) await removeOwned(admin, `${run}-`, registry);
     await admin.disconnect().catch(() => undefined);
-    await broker.release();
+    await Promise.all([broker.release(), registryHandle?.release()]);
   }
 
   const load1 = os.loadavg()[0]!;
-  // per variant, its median run by records/s
-  const medians = opts.variants.flatMap((v) => {
-    const runs = results.filter((r) => r.variant === v).sort((a, b) => a.recordsPerSecond - b.recordsPerSecond);
-    return runs.length === 0 ? [] : [{ ...runs[Math.floor((runs.length - 1) / 2)]!, runs: runs.map((r) => r.recordsPerSecond) }];
-  });
-  const bare = medians.find((r) => r.variant === 'bare');
-  const rows = medians.map((r) => ({ ...r, ratio: bare ? r.recordsPerSecond / bare.recordsPerSecond : null }));
   const cpus = os.cpus();
   console.log(
-    `weir bench: ${opts.records.toLocaleString('en-US')} records, ${opts.keys} keys, ${opts.partitions} partitions, ` +
-      `concurrency ${opts.concurrency}${opts.kafkajsLinearGrouping ? ', kafkajs grouping patched (experiment)' : ''}; node ${process.version}, ${cpus.length} × ${cpus[0]?.model.trim() ?? 'cpu'}; broker ${broker.brokers}` +
-      `${broker.started ? ' (started by the bench)' : ''}`,
+    `weir bench ${run}: node ${process.version}, ${cpus.length} × ${cpus[0]?.model.trim() ?? 'cpu'}; broker ${broker.brokers}` +
+      `${broker.started ? ' (started by the bench)' : ''}; registry ${registryHandle?.url ?? '-'}; ${Math.round((performance.now() - t0) / 1000)} s in all`,
   );
   console.log(
     `load average (1 min) ${load0.toFixed(1)} at start, ${load1.toFixed(1)} at the end` +
       `${Math.max(load0, load1) > cpus.length ? ': the machine was busy with other work, figures are noisy' : ''}`,
   );
-  if (opts.repeat > 1) console.log(`${opts.repeat} runs per variant, round-robin; the table shows each variant's median run`);
-  console.log('each variant ran in its own process: peak RSS is that process (sampled every 250 ms); node CPU = its CPU time / drain time,');
-  console.log('rec per CPU-s = records / that CPU time (less sensitive to other load on the machine than records/s);');
-  console.log('broker CPU = the local broker JVM\'s CPU time over the same interval (100% = one core)');
-  console.log('');
-  console.log(table(rows, opts.repeat > 1));
-  const eos = rows.find((r) => r.variant === 'exactly_once');
-  if (eos?.ratio != null) {
-    console.log('');
-    console.log(`exactly_once / bare = ${eos.ratio.toFixed(2)} (target >= 0.50: ${eos.ratio >= 0.5 ? 'met' : 'NOT met'})`);
-  }
-  for (const [variant, p] of Object.entries(profiles)) {
-    console.log('');
-    console.log(formatSummary(`cpu profile ${variant} (${p.file})`, p.summary));
+  for (const r of reports) console.log(`\n${r.text}`);
+  for (const f of failures) console.log(`\n${f.section}: FAILED: ${f.error}`);
+  const aims = reports.flatMap((r) => r.aims);
+  if (aims.length > 0) {
+    console.log('\naims (as measured on this machine):');
+    const width = Math.max(...aims.map((a) => a.what.length));
+    for (const a of aims) {
+      const fmt = (x: number) => (Number.isFinite(x) ? int(x) : '-');
+      console.log(`  ${aimMet(a) ? 'pass ' : 'SHORT'}  ${a.what.padEnd(width)}  ${fmt(a.measured).padStart(8)} ${a.unit}  (aim ${a.cmp === '>=' ? '≥' : '≤'} ${fmt(a.target)})`);
+    }
   }
   if (opts.json) {
     console.log(
       JSON.stringify({
-        records: opts.records,
-        keys: opts.keys,
-        partitions: opts.partitions,
-        concurrency: opts.concurrency,
-        repeat: opts.repeat,
-        loadAverage: { start: round(load0, 2), end: round(load1, 2) },
-        kafkajsLinearGrouping: opts.kafkajsLinearGrouping,
+        run,
         node: process.version,
         cpus: cpus.length,
-        results: rows.map((r) => ({
-          variant: r.variant,
-          records: r.records,
-          seconds: round(r.seconds, 3),
-          recordsPerSecond: Math.round(r.recordsPerSecond),
-          ratioToBare: r.ratio === null ? null : round(r.ratio, 3),
-          peakRssMb: round(r.peakRssMb, 1),
-          peakHeapMb: round(r.peakHeapMb, 1),
-          peakExternalMb: round(r.peakExternalMb, 1),
-          startupSeconds: round(r.startupSeconds, 3),
-          afterStartupRecordsPerSecond: Math.round(steadyRate(r)),
-          nodeCpuSeconds: round(r.cpuSeconds, 2),
-          recordsPerCpuSecond: Math.round(r.records / r.cpuSeconds),
-          brokerCpuSeconds: r.brokerCpuSeconds == null ? null : round(r.brokerCpuSeconds, 2),
-          ...(opts.repeat > 1 ? { allRunsRecordsPerSecond: r.runs.map((x) => Math.round(x)) } : {}),
-        })),
+        loadAverage: { start: round(load0, 2), end: round(load1, 2) },
+        options: {
+          sections: opts.sections,
+          events: opts.events,
+          partitions: opts.partitions,
+          apps: opts.apps,
+          latencySeconds: opts.latencySeconds,
+          warmupSeconds: opts.warmupSeconds,
+          latencyRate: opts.latencyRate,
+          workers: opts.workers,
+          seed: opts.seed,
+        },
+        ...Object.fromEntries(reports.map((r) => [r.section, r.json])),
+        aims: aims.map((a) => ({ what: a.what, measured: round(a.measured, 1), cmp: a.cmp, target: a.target, unit: a.unit, met: aimMet(a) })),
+        failures,
       }),
     );
   }
+  if (failures.length > 0) process.exitCode = 1;
 }
-
-/** Records per second after the first committed offset appeared (excludes group join, restore, producer init). */
-const steadyRate = (r: VariantResult) => r.records / Math.max(1e-3, r.seconds - r.startupSeconds);
-
-const round = (x: number, digits: number) => Number(x.toFixed(digits));
 
 main().catch((err: unknown) => {
   console.error(err instanceof Error ? (err.stack ?? err.message) : err);

@@ -1,6 +1,6 @@
 /**
  * One bench variant in its own process, so its peak RSS and CPU profile are its own.
- * Started by bench/index.ts as `node --import tsx bench/variant.ts '<VariantSpec JSON>'`.
+ * Started by the ceiling section (bench/ceiling.ts) as `node --import tsx bench/variant.ts '<VariantSpec JSON>'`.
  *
  * Drains the pre-produced input topic and prints one line `WEIR_BENCH_RESULT {...}` on stdout.
  * "Drained" = the group's committed offsets reach the end offsets of every input partition;
@@ -14,20 +14,10 @@ import pino from 'pino';
 import type { Consumer, Message, Producer } from 'kafkajs';
 import { Worker } from '../index.js';
 import { runningSumTopology } from '../test/fixtures/running-sum.js';
-import { RESULT_PREFIX, drainState, endOffsets, kafkaClient, processCpuSeconds, sleep, type VariantResult, type VariantSpec } from './common.js';
+import { endOffsets, kafkaClient, processCpuSeconds, waitDrained, type VariantResult, type VariantSpec } from './common.js';
+import { childMain, memoryPeaks, specArg } from './child.js';
 
-const spec = JSON.parse(process.argv[2] ?? '') as VariantSpec;
-
-/** Peaks of the process's memory: resident set, V8 heap, and memory outside the heap (Buffers, native). */
-const peak = { rss: 0, heapTotal: 0, external: 0 };
-const sampleMemory = () => {
-  const m = process.memoryUsage();
-  peak.rss = Math.max(peak.rss, m.rss);
-  peak.heapTotal = Math.max(peak.heapTotal, m.heapTotal);
-  peak.external = Math.max(peak.external, m.external);
-};
-sampleMemory();
-const rssTimer = setInterval(sampleMemory, 250);
+const spec = specArg<VariantSpec>();
 
 /** Something that drains the input: the weir worker or the bare kafkajs loop. */
 interface Runner {
@@ -114,34 +104,24 @@ async function main(): Promise<VariantResult> {
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
     const brokerCpu0 = processCpuSeconds(spec.brokerPid);
-    let firstCommit: number | null = null;
     await runner.start();
-    const deadline = t0 + spec.timeoutMs;
-    for (;;) {
-      const s = await Promise.race([drainState(admin, spec.groupId, spec.input, ends), runner.failed]);
-      const now = performance.now();
-      if (firstCommit === null && s.committed > 0) firstCommit = now;
-      if (s.drained) break;
-      if (now > deadline) {
-        throw new Error(`${spec.variant}: not drained after ${Math.round(spec.timeoutMs / 1000)} s (committed ${s.committed} of ${spec.records})`);
-      }
-      await Promise.race([sleep(100), runner.failed]);
-    }
-    const seconds = (performance.now() - t0) / 1000;
+    const { firstCommit, drained } = await waitDrained(admin, spec.groupId, new Map([[spec.input, ends]]), {
+      deadline: t0 + spec.timeoutMs,
+      failed: runner.failed,
+      what: spec.variant,
+    });
+    const seconds = (drained - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
     const brokerCpu1 = processCpuSeconds(spec.brokerPid);
     await runner.stop();
     const out = await endOffsets(admin, spec.output);
-    sampleMemory();
     return {
       variant: spec.variant,
       records: spec.records,
       seconds,
-      startupSeconds: ((firstCommit ?? performance.now()) - t0) / 1000,
+      startupSeconds: ((firstCommit ?? drained) - t0) / 1000,
       recordsPerSecond: spec.records / seconds,
-      peakRssMb: peak.rss / MB,
-      peakHeapMb: peak.heapTotal / MB,
-      peakExternalMb: peak.external / MB,
+      ...memoryPeaks(),
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
       brokerCpuSeconds: brokerCpu0 === null || brokerCpu1 === null ? null : brokerCpu1 - brokerCpu0,
       outputOffsets: [...out.values()].reduce((a, b) => a + b, 0),
@@ -180,21 +160,14 @@ function saveSourceMaps(): void {
   }
 }
 
-const MB = 1024 * 1024;
-
-main().then(
-  (result) => {
-    clearInterval(rssTimer);
+childMain(
+  spec.variant,
+  async () => {
+    const result = await main();
     saveSourceMaps();
-    if (spec.stateDir) rmSync(spec.stateDir, { recursive: true, force: true });
-    process.stdout.write(`${RESULT_PREFIX}${JSON.stringify(result)}\n`);
-    // process.exit also writes the --cpu-prof profile
-    process.exit(0);
+    return result;
   },
-  (err: unknown) => {
-    clearInterval(rssTimer);
+  () => {
     if (spec.stateDir) rmSync(spec.stateDir, { recursive: true, force: true });
-    process.stderr.write(`${spec.variant} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
   },
 );

@@ -208,7 +208,25 @@ function keyOf(contract: TopicContract, value: Record<string, unknown>, origin: 
     .join('|');
 }
 
-type SerdeOf = (topic: string) => { serialize(value: unknown, ctx: { topic: string }): Buffer | Promise<Buffer> };
+type ValueSerde = { serialize(value: unknown, ctx: { topic: string }): Buffer | Promise<Buffer> };
+type SerdeOf = (topic: string) => ValueSerde;
+
+/**
+ * One record as Kafka sends it: the value encoded by `serde` for `r.topic` (Avro through the registry, subject
+ * `<topic>-value`), spoilt as `r.corrupt` asks, partitioned by murmur2 of the key over `partitions`.
+ * Also used by the bench (bench/inputs.ts) to pre-produce what `weir produce` would.
+ */
+export async function encodeRecord(
+  r: { topic: string; key: string; value: unknown; timestamp?: number; corrupt?: 'not-avro' | 'truncated' },
+  serde: ValueSerde,
+  partitions: number,
+): Promise<Message> {
+  let bytes = await serde.serialize(r.value, { topic: r.topic });
+  if (r.corrupt === 'not-avro') bytes = Buffer.from(JSON.stringify(r.value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
+  else if (r.corrupt === 'truncated') bytes = bytes.subarray(0, Math.max(6, bytes.length - Math.ceil((bytes.length - 5) / 2)));
+  const key = Buffer.from(r.key);
+  return { key, value: bytes, partition: partitionForKey(key, partitions), timestamp: r.timestamp === undefined ? undefined : String(r.timestamp) };
+}
 
 async function send(producer: Producer, plan: Plan, partitions: Map<string, number>, serdeOf: SerdeOf, rate: number | undefined): Promise<void> {
   const batchSize = rate === undefined ? 500 : Math.max(1, Math.min(500, Math.ceil(rate / 20)));
@@ -250,22 +268,13 @@ async function send(producer: Producer, plan: Plan, partitions: Map<string, numb
         }
       }
       i++;
-      let bytes: Buffer;
+      let message: Message;
       try {
-        bytes = await serdeOf(r.topic).serialize(r.value, { topic: r.topic });
+        message = await encodeRecord(r, serdeOf(r.topic), partitions.get(r.topic)!);
       } catch (err) {
         if ((err instanceof AvroEncodeError || err instanceof DecimalError) && r.origin) throw new InputError(`${r.origin}: ${err.message}`);
         throw err;
       }
-      if (r.corrupt === 'not-avro') bytes = Buffer.from(JSON.stringify(r.value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
-      else if (r.corrupt === 'truncated') bytes = bytes.subarray(0, Math.max(6, bytes.length - Math.ceil((bytes.length - 5) / 2)));
-      const key = Buffer.from(r.key);
-      const message: Message = {
-        key,
-        value: bytes,
-        partition: partitionForKey(key, partitions.get(r.topic)!),
-        timestamp: r.timestamp === undefined ? undefined : String(r.timestamp),
-      };
       let list = pending.get(r.topic);
       if (!list) pending.set(r.topic, (list = []));
       list.push(message);
