@@ -71,6 +71,12 @@ const KAFKAJS_NOISE = [
   /Limiting retries for the idempotent producer/,
   /^Response (InitProducerId|AddPartitionsToTxn|AddOffsetsToTxn)\(/,
   /^Response (Heartbeat|SyncGroup|JoinGroup|OffsetCommit)\(.*rebalanc/i,
+  // CONCURRENT_TRANSACTIONS: the coordinator is still writing the last commit's markers; kafkajs retries it, and a
+  // commit that still fails is the task's error, logged by weir
+  /another concurrent operation on the same transaction/,
+  // workers starting together create the same changelog topics; prepareTopics accepts TOPIC_ALREADY_EXISTS and throws
+  // on anything else
+  /^Response CreateTopics\(.*(already exists|Topic creation errors)/i,
 ];
 
 type Resolved = Required<Omit<WorkerConfig, 'ssl' | 'sasl' | 'logger' | 'replicationFactor' | 'clientId'>> &
