@@ -4,10 +4,10 @@ import type { StoreManager } from '../state/store-manager.js';
 import type { KeyValueStore } from '../state/store.js';
 import type { LogReader, RestoreProgress } from '../state/changelog-reader.js';
 import type { RecordCollector } from './record-collector.js';
-import type { TaskProducer, TopicPartitionOffset } from './task-producer.js';
+import { isFencedError, type TaskProducer, type TopicPartitionOffset } from './task-producer.js';
 import type { RawMessage } from './partition-reader.js';
 import { commitCheckpoint } from './checkpoint.js';
-import { ProcessingError, RecordRejectedError, TaskCorruptedError, WeirError } from './errors.js';
+import { ProcessingError, RecordRejectedError, TaskCorruptedError, TaskMigratedError, WeirError } from './errors.js';
 
 export type TaskState = 'CREATED' | 'RESTORING' | 'RUNNING' | 'CLOSED' | 'FAILED';
 
@@ -214,7 +214,10 @@ export class Task {
     try {
       await this.runForward(source.name, { key, value, timestamp, headers });
     } catch (err) {
-      if (err instanceof TaskCorruptedError) throw err;
+      if (err instanceof TaskCorruptedError) {
+        this.discarded();
+        throw err;
+      }
       const perr = err instanceof ProcessingError ? err : new ProcessingError(source.name, this.id, meta, err);
       if (perr.cause instanceof RecordRejectedError) {
         await this.handleBadRecord('validation', message, meta, perr.cause, perr.processor);
@@ -240,8 +243,28 @@ export class Task {
     this.uncommitted++;
   }
 
+  /** Send the buffered outputs inside the open transaction; a failed send aborts it (like a failed commit). */
   private async flushOutputs(): Promise<void> {
-    await this.opts.producer.send(this.opts.collector.drain());
+    try {
+      await this.opts.producer.send(this.opts.collector.drain());
+    } catch (err) {
+      this.opts.collector.clear();
+      this.opts.stores.abort();
+      await this.opts.producer.abort().catch(() => undefined);
+      this.discarded();
+      if (isFencedError(err)) throw new TaskMigratedError(this.id, err);
+      throw new TaskCorruptedError(this.id, `sending outputs failed (${(err as Error).message})`, err);
+    }
+  }
+
+  /**
+   * The uncommitted work was thrown away (the transaction aborted, the store buffers dropped): leave RUNNING at once,
+   * so that nothing queued behind on `exclusive` — a commit, a batch — commits input offsets past the lost records
+   * or processes on top of the lost state. The task manager closes this instance and starts a fresh one from the
+   * last commit.
+   */
+  private discarded(): void {
+    if (this.stateValue === 'RUNNING') this.stateValue = 'FAILED';
   }
 
   private async handleBadRecord(stage: DeadLetterStage, message: RawMessage, meta: RecordMetadata, err: unknown, node: string): Promise<void> {
@@ -399,6 +422,7 @@ export class Task {
     try {
       await commitCheckpoint({ taskId: this.id, stores: this.opts.stores, collector: this.opts.collector, producer: this.opts.producer, offsets });
     } catch (err) {
+      this.discarded();
       this.opts.events.aborted?.({ taskId: this.id, error: (err as Error).message });
       throw err;
     }

@@ -359,13 +359,23 @@ export class Worker {
     });
   }
 
+  /**
+   * Where a task resumes on each input: the group's committed offset, or, for a partition the group never committed,
+   * the log start. Never null: a task started again inside a live consumer (after a failed commit) must seek back
+   * over the records of its aborted first transaction, which the consumer has already fetched past.
+   */
   private async fetchCommitted(task: Task): Promise<Map<string, number | null>> {
     const result = new Map<string, number | null>();
     const offsets = await this.admin!.fetchOffsets({ groupId: this.cfg.applicationId, topics: [...task.inputTopics] });
     for (const t of offsets) {
       const p = t.partitions.find((x) => x.partition === task.partition);
       const o = p ? Number(p.offset) : -1;
-      result.set(t.topic, o >= 0 ? o : null);
+      if (o >= 0) {
+        result.set(t.topic, o);
+        continue;
+      }
+      const log = (await this.admin!.fetchTopicOffsets(t.topic)).find((x) => x.partition === task.partition);
+      result.set(t.topic, log ? Number(log.low) : null);
     }
     return result;
   }
