@@ -17,6 +17,9 @@
  *   a lease. stop() stops it unconditionally.
  * - Process handling, leases, the lock, the Maven fetch and the CLI are infra/local-service.ts;
  *   this module has what is Kafka's: the jars, the KRaft config, the storage format, the JVM.
+ * - `home` (ensureKafka, stopKafka, resetKafka, kafkaStatus) runs another broker of the project beside
+ *   this one: its own config, data, pid, log and leases under that directory, the same jars, its own port
+ *   (bench/chaos.ts restarts one of its own this way without touching the shared broker).
  *
  * Paths are resolved from this module's location, never from the cwd.
  */
@@ -32,28 +35,45 @@ const { Kafka, logLevel } = kafkajs;
 export { REPO_ROOT } from './local-service.js';
 const POM = path.join(REPO_ROOT, 'infra', 'kafka', 'pom.xml');
 export const KAFKA_HOME = path.join(REPO_ROOT, '.local', 'kafka');
+/** The jars, shared by every broker home. */
 const LIBS = path.join(KAFKA_HOME, 'libs');
 const LIBS_STAMP = path.join(LIBS, '.weir-fetched');
-const DATA = path.join(KAFKA_HOME, 'data');
-const DATA_STAMP = path.join(KAFKA_HOME, 'data.version');
-const CONFIG = path.join(KAFKA_HOME, 'server.properties');
-const LOG4J_CONFIG = path.join(KAFKA_HOME, 'log4j2.properties');
 
-/** broker.pid, broker.log, broker.autostop, leases/, .lock/ under .local/kafka. */
-const service = new LocalService({
-  name: 'kafka',
-  noun: 'broker',
-  pidLabel: 'broker pid',
-  home: KAFKA_HOME,
-  isServiceCommand: (argv) => argv.includes('kafka.Kafka'),
-  logErrorLine: /\] (ERROR|FATAL) /,
-  lockWaitMs: 180_000,
-  defaultPort: 19092,
-  address: (port) => `${HOST}:${port}`,
-  answers: adminAnswers,
-  externalEnv: 'KAFKA_BROKERS',
-  remedy: '"tsx infra/kafka.ts stop" (or reset)',
+/** What a broker home holds besides the LocalService files. */
+const homePaths = (home: string) => ({
+  data: path.join(home, 'data'),
+  dataStamp: path.join(home, 'data.version'),
+  config: path.join(home, 'server.properties'),
+  log4jConfig: path.join(home, 'log4j2.properties'),
 });
+
+const services = new Map<string, LocalService>();
+
+/** broker.pid, broker.log, broker.autostop, leases/, .lock/ under the home (.local/kafka by default). */
+function serviceFor(home: string): LocalService {
+  const key = path.resolve(home);
+  let s = services.get(key);
+  if (!s) {
+    s = new LocalService({
+      name: key === KAFKA_HOME ? 'kafka' : `kafka (${rel(key)})`,
+      noun: 'broker',
+      pidLabel: 'broker pid',
+      home: key,
+      isServiceCommand: (argv) => argv.includes('kafka.Kafka'),
+      logErrorLine: /\] (ERROR|FATAL) /,
+      lockWaitMs: 180_000,
+      defaultPort: 19092,
+      address: (port) => `${HOST}:${port}`,
+      answers: adminAnswers,
+      externalEnv: 'KAFKA_BROKERS',
+      remedy: `"tsx infra/kafka.ts stop" (or reset)${key === KAFKA_HOME ? '' : `, or end the process whose cwd is ${rel(key)}`}`,
+    });
+    services.set(key, s);
+  }
+  return s;
+}
+
+const service = serviceFor(KAFKA_HOME);
 
 /**
  * Defaults: startTimeoutMs 60 s (until kafkajs admin can talk to the broker), heap '512m'.
@@ -62,8 +82,13 @@ const service = new LocalService({
 export interface EnsureKafkaOptions extends ServiceOptions {
   /** Broker (client) port. Default 19092. */
   port?: number;
-  /** KRaft controller port. Default 19093. */
+  /** KRaft controller port. Default port + 1. */
   controllerPort?: number;
+  /**
+   * Another broker home than .local/kafka (a second broker beside the shared one; give it another port too).
+   * KAFKA_BROKERS and WEIR_LOCAL_KAFKA_PORT are then ignored: the broker of that home is started or reused.
+   */
+  home?: string;
 }
 
 /** stop() and release() are no-ops when the brokers came from KAFKA_BROKERS. */
@@ -76,13 +101,15 @@ export interface KafkaHandle extends ServiceHandle {
 // public API
 
 export async function ensureKafka(opts: EnsureKafkaOptions = {}): Promise<KafkaHandle> {
-  const external = process.env.KAFKA_BROKERS?.trim();
+  const home = opts.home === undefined ? KAFKA_HOME : path.resolve(opts.home);
+  const external = opts.home === undefined ? process.env.KAFKA_BROKERS?.trim() : undefined;
   if (external) {
     return { brokers: external, started: false, stop: async () => {}, release: async () => {} };
   }
+  const svc = serviceFor(home);
 
   // WEIR_LOCAL_KAFKA_PORT moves the local broker (and its controller, one above) off the default ports.
-  const envPort = Number(process.env.WEIR_LOCAL_KAFKA_PORT) || undefined;
+  const envPort = opts.home === undefined ? Number(process.env.WEIR_LOCAL_KAFKA_PORT) || undefined : undefined;
   const port = opts.port ?? envPort ?? 19092;
   const controllerPort = opts.controllerPort ?? port + 1;
   const brokers = `${HOST}:${port}`;
@@ -100,10 +127,10 @@ export async function ensureKafka(opts: EnsureKafkaOptions = {}): Promise<KafkaH
     // jars, config, storage
     const version = pomProperty(POM, 'kafka.version', 'kafka');
     await ensureLibs(version, log);
-    writeConfig(port, controllerPort);
-    await ensureFormatted(version, log);
+    writeConfig(home, port, controllerPort);
+    await ensureFormatted(home, version, log);
 
-    log(`kafka: starting Apache Kafka ${version} at ${brokers} (log: ${rel(service.logFile)})`);
+    log(`kafka: starting Apache Kafka ${version} at ${brokers} (log: ${rel(svc.logFile)})`);
     return {
       command: javaBin(),
       args: brokerArgs(opts.heap ?? '512m'),
@@ -113,36 +140,38 @@ export async function ensureKafka(opts: EnsureKafkaOptions = {}): Promise<KafkaH
     };
   };
 
-  const started = await service.ensure({ port, timeoutMs, log, prepare });
+  const started = await svc.ensure({ port, timeoutMs, log, prepare });
   let released = false;
   const release = async () => {
     if (released) return;
     released = true;
-    await service.releaseLease();
+    await svc.releaseLease();
   };
-  return { brokers, started, stop: () => stopKafka(), release };
+  return { brokers, started, stop: () => stopKafka(home), release };
 }
 
-/** Stops the broker started by this project, if any. Resolves once no such process is left. */
-export async function stopKafka(): Promise<void> {
-  await service.stop();
+/** Stops the broker started by this project (in `home`), if any. Resolves once no such process is left. */
+export async function stopKafka(home: string = KAFKA_HOME): Promise<void> {
+  await serviceFor(home).stop();
 }
 
 export interface KafkaStatus extends ServiceStatus {
   brokers: string;
 }
 
-export async function kafkaStatus(port = Number(process.env.WEIR_LOCAL_KAFKA_PORT) || 19092): Promise<KafkaStatus> {
-  const { address, ...status } = await service.status(port);
+export async function kafkaStatus(port = Number(process.env.WEIR_LOCAL_KAFKA_PORT) || 19092, home: string = KAFKA_HOME): Promise<KafkaStatus> {
+  const { address, ...status } = await serviceFor(home).status(port);
   return { ...status, brokers: address };
 }
 
-/** Stops the broker and deletes its data (topics, offsets, KRaft metadata). Keeps the jars. */
-export async function resetKafka(): Promise<void> {
-  await service.withLock(async () => {
-    await service.stopLocked();
-    fs.rmSync(DATA, { recursive: true, force: true });
-    removeFile(DATA_STAMP);
+/** Stops the broker (of `home`) and deletes its data (topics, offsets, KRaft metadata). Keeps the jars. */
+export async function resetKafka(home: string = KAFKA_HOME): Promise<void> {
+  const svc = serviceFor(home);
+  const { data, dataStamp } = homePaths(svc.home);
+  await svc.withLock(async () => {
+    await svc.stopLocked();
+    fs.rmSync(data, { recursive: true, force: true });
+    removeFile(dataStamp);
   });
 }
 
@@ -179,8 +208,9 @@ async function ensureLibs(version: string, log: (m: string) => void): Promise<vo
 // ---------------------------------------------------------------------------
 // config + storage
 
-function writeConfig(port: number, controllerPort: number): void {
-  // Paths are relative: the broker and the storage tool run with cwd = .local/kafka.
+function writeConfig(home: string, port: number, controllerPort: number): void {
+  const { config, log4jConfig } = homePaths(home);
+  // Paths are relative: the broker and the storage tool run with cwd = the home (.local/kafka).
   const props: Record<string, string | number | boolean> = {
     'process.roles': 'broker,controller',
     'node.id': 1,
@@ -230,10 +260,10 @@ function writeConfig(port: number, controllerPort: number): void {
       .map(([k, v]) => `${k}=${v}`)
       .join('\n') +
     '\n';
-  fs.writeFileSync(CONFIG, text);
+  fs.writeFileSync(config, text);
 
   fs.writeFileSync(
-    LOG4J_CONFIG,
+    log4jConfig,
     [
       '# Generated by infra/kafka.ts. Broker logs go to stdout -> broker.log.',
       'status = warn',
@@ -255,7 +285,8 @@ function writeConfig(port: number, controllerPort: number): void {
   );
 }
 
-async function ensureFormatted(version: string, log: (m: string) => void): Promise<void> {
+async function ensureFormatted(home: string, version: string, log: (m: string) => void): Promise<void> {
+  const { data: DATA, dataStamp: DATA_STAMP } = homePaths(home);
   const formatted = fs.existsSync(path.join(DATA, 'meta.properties'));
   let dataVersion: string | undefined;
   try {
@@ -277,8 +308,8 @@ async function ensureFormatted(version: string, log: (m: string) => void): Promi
   log(`kafka: formatting ${rel(DATA)} (cluster id ${clusterId})`);
   const res = await run(
     javaBin(),
-    ['-Xmx256m', ...log4jArgs(), '-cp', `libs${path.sep}*`, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', 'server.properties'],
-    KAFKA_HOME,
+    ['-Xmx256m', ...log4jArgs(), '-cp', classpath(), 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', 'server.properties'],
+    home,
   );
   if (res.error || res.code !== 0) {
     throw new Error(`kafka: formatting storage failed (${res.error?.message ?? `exit ${res.code}`}):\n${res.output.slice(-4000)}`);
@@ -294,11 +325,16 @@ function javaBin(): string {
   return home ? path.join(home, 'bin', 'java') : 'java';
 }
 
+/** The shared jars (absolute: a broker runs with cwd = its own home). */
+function classpath(): string {
+  return path.join(LIBS, '*');
+}
+
 function log4jArgs(): string[] {
   return ['-Dlog4j2.configurationFile=log4j2.properties'];
 }
 
-/** The broker's JVM arguments; it runs with cwd = .local/kafka. */
+/** The broker's JVM arguments; it runs with cwd = its home. */
 function brokerArgs(heap: string): string[] {
   return [
     `-Xms128m`,
@@ -309,7 +345,7 @@ function brokerArgs(heap: string): string[] {
     '-Djava.awt.headless=true',
     ...log4jArgs(),
     '-cp',
-    `libs${path.sep}*`,
+    classpath(),
     'kafka.Kafka',
     'server.properties',
   ];
@@ -342,5 +378,5 @@ async function adminAnswers(brokers: string, timeoutMs: number): Promise<boolean
 
 service.runCli(import.meta.url, {
   start: async (log) => ensureKafka({ log }).then((k) => ({ started: k.started, address: k.brokers })),
-  reset: async () => resetKafka().then(() => `wiped ${rel(DATA)}`),
+  reset: async () => resetKafka().then(() => `wiped ${rel(homePaths(KAFKA_HOME).data)}`),
 });

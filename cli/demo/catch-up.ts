@@ -6,7 +6,11 @@
  * A wait that makes no progress for `stallMs` fails, naming what is behind, rather than hang.
  */
 import type { Admin } from 'kafkajs';
+import type pg from 'pg';
+import type { Redis } from 'ioredis';
+import { quoteIdent } from '../../sinks/postgres/writers.js';
 import { checkInterrupted } from './environment.js';
+import type { DemoPlan } from './plan.js';
 
 export interface Behind {
   what: string;
@@ -43,6 +47,25 @@ export function groupTarget(admin: Admin, groupId: string, topics: readonly stri
       return out;
     },
   };
+}
+
+/** Every sink of the plan, as a catch-up target: the offsets it stored with its data (Postgres row, Redis hash). */
+export function sinkTargets(plan: DemoPlan, client: pg.Client, redis: Redis): CatchUpTarget[] {
+  return plan.sinks.map((sink) => ({
+    name: `sink ${sink.name}`,
+    topics: [...sink.outputTopics, ...sink.changelogTopics],
+    async stored() {
+      if (sink.kind === 'redis') {
+        const all = await redis.hgetall(`${plan.redisPrefix}:offsets:${sink.name}`);
+        return new Map(Object.entries(all).map(([k, v]) => [k, BigInt(v)]));
+      }
+      const res = await client.query<{ topic: string; partition: number; next_offset: string }>(
+        `SELECT topic, "partition", next_offset FROM ${quoteIdent(plan.schema)}.sink_offsets WHERE sink = $1`,
+        [sink.name],
+      );
+      return new Map(res.rows.map((r) => [`${r.topic}:${r.partition}`, BigInt(r.next_offset)]));
+    },
+  }));
 }
 
 export async function waitCaughtUp(

@@ -15,7 +15,7 @@ import { attachWorkerMetrics } from '../../runtime/metrics.js';
 import { startHealthServer, type HealthServer } from '../../runtime/health-server.js';
 import type { ApplicationName, SerdeFor } from '../../topologies/index.js';
 import type { SinkRunner } from '../../sinks/sink-runner.js';
-import { buildSinkRunner, sinkPlans, type SinkConnections } from '../../sinks/applications.js';
+import { buildSinkRunner, type SinkConnections } from '../../sinks/applications.js';
 import { attachSinkMetrics } from '../../sinks/metrics.js';
 import { kafkaSecurity } from '../settings.js';
 import type { DemoEnvironment } from './environment.js';
@@ -73,10 +73,6 @@ export class DemoDeployment {
     }
 
     // the same sinks `weir deploy` starts per application (sinks/applications.ts), here for all three at once
-    const plans = sinkPlans(
-      APP_NAMES.map((name) => ({ name, applicationId: plan.apps[name].applicationId })),
-      plan.sinks,
-    );
     const connections: SinkConnections = {
       brokers: env.brokers,
       kafkaSecurity: kafkaSecurity(s),
@@ -87,7 +83,11 @@ export class DemoDeployment {
       serdeFor,
       log: (level, msg, extra) => logger[level](extra ?? {}, msg),
     };
-    const runnerOf = (kind: 'postgres' | 'redis') => buildSinkRunner(plans.find((p) => p.kind === kind)!, connections);
+    const runnerOf = (kind: 'postgres' | 'redis') => {
+      const combined = plan.sinks.filter((p) => p.kind === kind);
+      if (combined.length !== 1) throw new Error(`the demo runs one combined ${kind} sink, the plan has ${combined.length}`);
+      return buildSinkRunner(combined[0]!, connections);
+    };
     this.sinks = { postgres: runnerOf('postgres'), redis: runnerOf('redis') };
     for (const runner of Object.values(this.sinks)) {
       runner.on('error', (e) => {

@@ -23,7 +23,6 @@ import type { Admin } from 'kafkajs';
 import { avroSerdesFor, type ApplicationName } from '../../topologies/index.js';
 import { registerSchemas } from '../../schemas/registration.js';
 import { subjectOf, topicContracts } from '../../schemas/catalog.js';
-import { quoteIdent } from '../../sinks/postgres/writers.js';
 import { loadSettings } from '../settings.js';
 import { checkInterrupted, DemoInterrupted, prepareEnvironment, unlessInterrupted, type DemoEnvironment } from './environment.js';
 import { APP_NAMES, planDemo, type DemoPlan } from './plan.js';
@@ -32,7 +31,7 @@ import { RoutingTrace } from './routing-trace.js';
 import { addValid, closingPayments, generateDemoStream, StreamProducer, type DemoStream } from './stream.js';
 import { DemoDeployment } from './deployment.js';
 import { DemoProgress } from './progress.js';
-import { groupTarget, waitCaughtUp, type CatchUpTarget } from './catch-up.js';
+import { groupTarget, sinkTargets, waitCaughtUp } from './catch-up.js';
 import { runChecks, type Check, type Facts } from './checks.js';
 
 export interface DemoOptions {
@@ -146,7 +145,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     const stream = generateDemoStream({ count, seed, duplicates: opts.duplicates ?? 0.05, malformed: opts.malformed ?? 0.01, now });
     const perApp = Object.fromEntries(APP_NAMES.map((a) => [a, stream.stats[a].records])) as Record<ApplicationName, number>;
     note(`producing ${stream.records.length} records: ${describeStream(stream)}`);
-    progress.start(stream.records.length, perApp, Object.values(plan.sinks));
+    progress.start(stream.records.length, perApp, plan.sinks.map((k) => k.name));
     progressRunning = true;
     producer = new StreamProducer(env.kafka, serdeFor, plan.partitions);
     const failure = () => deployment!.failure;
@@ -221,32 +220,6 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     logDestination.flushSync();
   }
   return result;
-}
-
-function sinkTargets(plan: DemoPlan, client: pg.Client, redis: Redis): CatchUpTarget[] {
-  const pgTopics = ['routing-decisions', 'positions', 'ledger-entries', 'reconciliations'];
-  const redisTopics = ['positions', 'routing-decisions', plan.liveState.agents, plan.liveState.stats];
-  return [
-    {
-      name: `sink ${plan.sinks.postgres}`,
-      topics: pgTopics,
-      async stored() {
-        const res = await client.query<{ topic: string; partition: number; next_offset: string }>(
-          `SELECT topic, "partition", next_offset FROM ${quoteIdent(plan.schema)}.sink_offsets WHERE sink = $1`,
-          [plan.sinks.postgres],
-        );
-        return new Map(res.rows.map((r) => [`${r.topic}:${r.partition}`, BigInt(r.next_offset)]));
-      },
-    },
-    {
-      name: `sink ${plan.sinks.redis}`,
-      topics: redisTopics,
-      async stored() {
-        const all = await redis.hgetall(`${plan.redisPrefix}:offsets:${plan.sinks.redis}`);
-        return new Map(Object.entries(all).map(([k, v]) => [k, BigInt(v)]));
-      },
-    },
-  ];
 }
 
 function describeStream(stream: DemoStream): string {

@@ -3,13 +3,16 @@
  * topics, changelogs and dead-letter topics; the sinks; and everything a reset at start wipes.
  * The names are fixed (catalog topics, application ids `weir-routing|trades|payments` behind WEIR_APP_PREFIX, which is
  * empty by default), so a second run finds the first one's topics, groups, tables and keys — and resets them.
+ * The sinks are the main job's two combined ones (`weir-demo-postgres`, `weir-demo-redis`, all three applications in
+ * each), or with `sinks: 'per-application'` those `weir deploy` starts (`<applicationId>-postgres|redis`, as the
+ * chaos suite runs them: bench/chaos/).
  */
 import path from 'node:path';
 import { applications, type Application, type ApplicationName, type SerdeFor } from '../../topologies/index.js';
 import type { Topology } from '../../runtime/topology.js';
 import { changelogTopicName } from '../../state/store-manager.js';
 import { RoutingStores } from '../../processors/routing/stores.js';
-import { routingLiveStateTopics } from '../../sinks/applications.js';
+import { applicationSinkPlans, routingLiveStateTopics, sinkPlans, type SinkPlan } from '../../sinks/applications.js';
 import { TradesStores } from '../../topologies/trades.js';
 import { PAYMENTS_STORES } from '../../topologies/payments.js';
 import type { Settings } from '../settings.js';
@@ -36,7 +39,8 @@ export interface DemoPlan {
   /** Postgres schema of the sink tables */
   schema: string;
   redisPrefix: string;
-  sinks: { postgres: string; redis: string };
+  /** the sinks: name (consumer group, owner of the stored offsets), kind, the topics each reads */
+  sinks: SinkPlan[];
   /** the routing stores' changelogs that feed the live state in Redis */
   liveState: { agents: string; stats: string };
   stateDir: string;
@@ -53,7 +57,14 @@ const DEDUPE_STORES: Record<ApplicationName, readonly string[]> = {
   payments: [PAYMENTS_STORES.paymentsDedupe, PAYMENTS_STORES.settlementsDedupe],
 };
 
-export function planDemo(settings: Settings, serdeFor: (app: ApplicationName) => SerdeFor, redisPrefix: string): DemoPlan {
+export interface PlanOptions {
+  /** 'combined' (default): one Postgres and one Redis sink for all three; 'per-application': `weir deploy`'s */
+  sinks?: 'combined' | 'per-application';
+  /** Postgres schema of the sink tables; default `weir` */
+  schema?: string;
+}
+
+export function planDemo(settings: Settings, serdeFor: (app: ApplicationName) => SerdeFor, redisPrefix: string, opts: PlanOptions = {}): DemoPlan {
   const partitions = settings.WEIR_PARTITIONS;
   const apps = {} as Record<ApplicationName, DemoApp>;
   for (const name of APP_NAMES) {
@@ -73,18 +84,22 @@ export function planDemo(settings: Settings, serdeFor: (app: ApplicationName) =>
       dedupeChangelogs: DEDUPE_STORES[name].map((s) => changelogTopicName(applicationId, s)),
     };
   }
-  const sinks = { postgres: `${settings.WEIR_APP_PREFIX}weir-demo-postgres`, redis: `${settings.WEIR_APP_PREFIX}weir-demo-redis` };
+  const deployed = APP_NAMES.map((name) => ({ name, applicationId: apps[name].applicationId }));
+  const sinks =
+    opts.sinks === 'per-application'
+      ? deployed.flatMap((a) => applicationSinkPlans(a))
+      : sinkPlans(deployed, { postgres: `${settings.WEIR_APP_PREFIX}weir-demo-postgres`, redis: `${settings.WEIR_APP_PREFIX}weir-demo-redis` });
   const routingId = apps.routing.applicationId;
   return {
     apps,
     partitions,
-    schema: 'weir',
+    schema: opts.schema ?? 'weir',
     redisPrefix,
     sinks,
     liveState: routingLiveStateTopics(routingId),
     stateDir: settings.WEIR_STATE_DIR,
     logFile: path.join(settings.WEIR_RUN_DIR, 'demo.log'),
     allTopics: APP_NAMES.flatMap((n) => [...apps[n].inputTopics, ...apps[n].outputTopics, ...apps[n].changelogs, apps[n].deadLetterTopic]),
-    allGroups: [...APP_NAMES.map((n) => apps[n].applicationId), sinks.postgres, sinks.redis],
+    allGroups: [...APP_NAMES.map((n) => apps[n].applicationId), ...sinks.map((s) => s.name)],
   };
 }

@@ -58,7 +58,7 @@ async function resetPostgres(env: DemoEnvironment, plan: DemoPlan): Promise<stri
   try {
     const s = quoteIdent(plan.schema);
     await client.query(`TRUNCATE ${SINK_TABLES.map((t) => `${s}.${quoteIdent(t)}`).join(', ')}`);
-    await client.query(`DELETE FROM ${s}.sink_offsets WHERE sink = ANY($1)`, [Object.values(plan.sinks)]);
+    await client.query(`DELETE FROM ${s}.sink_offsets WHERE sink = ANY($1)`, [plan.sinks.map((k) => k.name)]);
     return SINK_TABLES.map((t) => `${plan.schema}.${t}`);
   } finally {
     await client.end().catch(() => undefined);
