@@ -10,6 +10,10 @@ import { createTopics, formatTable, int, log, removeOwned, round } from './commo
 import { topicNames, type Aim, type BenchContext, type SectionReport } from './context.js';
 import { appInput, DUPLICATES } from './inputs.js';
 import { startChild, type ChildHandle } from './spawn.js';
+import path from 'node:path';
+import { REPO_ROOT } from '../infra/kafka.js';
+import { mainThreadProfile } from './ceiling.js';
+import { formatSummary, summarizeProfile } from './profile.js';
 import type { AppWorkerResult, AppWorkerSpec } from './app-worker.js';
 
 export interface DrainResult {
@@ -47,10 +51,12 @@ export async function drainRun(ctx: BenchContext, name: ApplicationName, workers
     timeoutMs: ctx.opts.timeoutMs,
   };
   const children: Array<ChildHandle<AppWorkerResult>> = [];
+  // --cpu-prof: the single worker of an apps run is profiled, and where its time goes is printed
+  const profileDir = ctx.opts.cpuProf && workers === 1 ? path.join(REPO_ROOT, '.local', 'bench', ctx.run, label) : null;
   try {
     for (let i = 1; i <= workers; i++) {
       const l = workers > 1 ? `${label}-${i}` : label;
-      children.push(startChild<AppWorkerResult>('app-worker.ts', { ...spec, label: l }, l));
+      children.push(startChild<AppWorkerResult>('app-worker.ts', { ...spec, label: l }, l, { profileDir }));
     }
     await Promise.all(children.map((c) => c.ready));
     log(`${label}: draining ${int(input.records)} ${name} events with ${workers} worker process${workers > 1 ? 'es' : ''}...`);
@@ -75,6 +81,10 @@ export async function drainRun(ctx: BenchContext, name: ApplicationName, workers
       deadLetterOffsets: Math.max(...results.map((x) => x.deadLetterOffsets)),
     };
     log(`${label}: ${seconds.toFixed(2)} s, ${int(r.eventsPerSecond)} events/s, peak RSS ${r.peakRssMb.toFixed(0)} MB`);
+    if (profileDir) {
+      const file = mainThreadProfile(profileDir);
+      log(formatSummary(`${label} worker (${path.relative(REPO_ROOT, file)})`, summarizeProfile(file)));
+    }
     return r;
   } catch (err) {
     for (const c of children) c.kill();

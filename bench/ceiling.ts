@@ -20,7 +20,7 @@ import { formatSummary, summarizeProfile, type ProfileSummary } from './profile.
 import { BENCH_DIR, startChild } from './spawn.js';
 
 /** node --cpu-prof writes one file per thread; the main thread's is the one with the most samples of the process's own work. */
-function mainThreadProfile(dir: string): string {
+export function mainThreadProfile(dir: string): string {
   const files = fs
     .readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(dir, f));
   if (files.length === 0) throw new Error(`no .cpuprofile written in ${dir}`);

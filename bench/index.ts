@@ -63,7 +63,7 @@ const USAGE = `usage: npm run bench -- [options]
   --concurrency N    partitions consumed concurrently, weir and bare loop alike (default 4, weir's default)
   --repeat N         run the variants N times, round-robin, on the same input; report each variant's median run
                      (a shared machine is noisy; default 1)
-  --cpu-prof         run the variants under node --cpu-prof and summarize the profiles
+  --cpu-prof         run the variants (and the apps section's workers) under node --cpu-prof and summarize the profiles
   --kafkajs-linear-grouping
                      experiment: replace kafkajs' quadratic per-partition grouping of sendBatch messages
                      with a linear one in the variant processes (bench/kafkajs-linear-grouping.ts)`;
