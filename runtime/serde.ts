@@ -42,7 +42,8 @@ export const Serdes = {
       },
       deserialize: (b) => {
         const text = b.toString('utf8');
-        return (text.includes('"$bigint"') ? JSON.parse(text, bigintReviver) : JSON.parse(text)) as T;
+        // a walk after the parse costs far less than a reviver, which V8 calls for every value
+        return (text.includes('"$bigint"') ? reviveBigints(JSON.parse(text)) : JSON.parse(text)) as T;
       },
     };
   },
@@ -66,10 +67,20 @@ function bigintReplacer(_key: string, value: unknown): unknown {
   return typeof value === 'bigint' ? { $bigint: value.toString() } : value;
 }
 
-function bigintReviver(_key: string, value: unknown): unknown {
-  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-    const big = (value as { $bigint?: unknown }).$bigint;
-    if (typeof big === 'string' && Object.keys(value).length === 1) return BigInt(big);
+/** Replaces, in place, every `{"$bigint": "<digits>"}` object below `value` by its bigint; returns the result. */
+function reviveBigints(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = reviveBigints(value[i]);
+    return value;
   }
-  return value;
+  const o = value as Record<string, unknown>;
+  const big = o.$bigint;
+  if (typeof big === 'string') {
+    let keys = 0;
+    for (const _ in o) if (++keys > 1) break;
+    if (keys === 1) return BigInt(big);
+  }
+  for (const k in o) o[k] = reviveBigints(o[k]);
+  return o;
 }
