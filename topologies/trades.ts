@@ -38,6 +38,11 @@ export interface TradesTopologyOptions {
   dedupeRetentionMs?: number;
   /** Partition count the `trades` topic must have, if it should be checked. */
   partitions?: number;
+  /**
+   * Checkpoint spacing of the positions' FIFO state (every K live trades of an (account, instrument)); default
+   * CHECKPOINT_EVERY (256). Tests use a small K to exercise checkpoints on short streams.
+   */
+  checkpointEvery?: number;
 }
 
 export const TradesTopics = { input: 'trades', positions: 'positions', ledger: 'ledger-entries' } as const;
@@ -48,6 +53,8 @@ export const TradesStores = {
   records: 'trades-records',
   live: 'trades-live',
   positions: 'trades-positions',
+  /** FIFO state after every K-th live trade, so an amend, cancel or late trade replays only a suffix. */
+  checkpoints: 'trades-checkpoints',
 } as const;
 
 export const DEFAULT_DEDUPE_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
@@ -58,6 +65,8 @@ export function tradesTopology(opts: TradesTopologyOptions): Topology {
     recordsStore: TradesStores.records,
     liveStore: TradesStores.live,
     positionsStore: TradesStores.positions,
+    checkpointsStore: TradesStores.checkpoints,
+    ...(opts.checkpointEvery === undefined ? {} : { checkpointEvery: opts.checkpointEvery }),
     positionsChild: 'positions-out',
     ledgerChild: 'ledger-out',
   };

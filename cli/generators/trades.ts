@@ -6,10 +6,14 @@ import { mulberry32 as prng } from './random.js';
  * broker's flow:
  * - several accounts and instruments, both skewed (a few accounts and instruments carry most trades);
  * - BUY and SELL (buys slightly favoured), so positions go long, flat and short;
- * - NEW, AMEND (full new terms; often of an old trade: a history edit — price, quantity, sometimes the side, the
- *   tradeTime, rarely the instrument) and CANCEL (repeating the cancelled terms), each at the trade's next version;
- * - late bookings: a NEW whose tradeTime is hours before trades that arrived earlier (different trades out of
- *   order; one trade's versions always arrive in order, as they share the account key);
+ * - NEW, AMEND (full new terms — price, quantity, sometimes the side, the tradeTime, rarely the instrument) and
+ *   CANCEL (repeating the cancelled terms), each at the trade's next version. As in real trading, amends and
+ *   cancels mostly hit one of the account's latest bookings (geometric over its newest live trades, mean
+ *   RECENT_EDIT_MEAN back); a small share (`oldEditRate`, default 3 %) hits any older live trade: a history edit;
+ * - late bookings: a NEW whose tradeTime lies a span of recent trades back (LATE_SPAN_EVENTS: tens to hundreds of
+ *   events of the stream), before trades that arrived earlier (different trades out of order; one trade's versions
+ *   always arrive in order, as they share the account key); an amend that moves the tradeTime moves it by such a
+ *   span too, either way;
  * - tradeTime on a 10 s grid, so ties broken by tradeId happen; tradeIds are not in booking order;
  * - duplicates: an earlier event re-sent unchanged (same eventId) a little later.
  * Quantities are bigint at scale 4 and prices at scale 6; eventTime rises strictly with arrival (a duplicate keeps
@@ -25,6 +29,8 @@ export interface TradesGeneratorOptions {
   cancelRate?: number;
   duplicateRate?: number;
   lateBookingRate?: number;
+  /** Share of amends and cancels that hit any live trade of the account rather than one of its latest; default 0.03. */
+  oldEditRate?: number;
   startTime?: number;
   /** Largest event-time step between consecutive events (ms); each step is 1..maxGapMs. Default 5000. */
   maxGapMs?: number;
@@ -66,6 +72,11 @@ export const INSTRUMENTS: ReadonlyArray<{ instrument: string; currency: string; 
 ];
 
 
+/** Mean distance (in the account's bookings, newest = 0) of the live trade an amend or cancel usually hits. */
+export const RECENT_EDIT_MEAN = 4;
+/** How many events of the stream back a late booking's tradeTime (or a tradeTime amend) reaches: uniform in this range. */
+export const LATE_SPAN_EVENTS = { min: 20, max: 400 } as const;
+
 interface GenTrade {
   accountId: string;
   tradeId: string;
@@ -91,6 +102,7 @@ export function generateTrades(opts: TradesGeneratorOptions): GeneratedTrades {
   const duplicateRate = opts.duplicateRate ?? 0.05;
   const lateBookingRate = opts.lateBookingRate ?? 0.1;
   const maxGapMs = opts.maxGapMs ?? 5_000;
+  const oldEditRate = opts.oldEditRate ?? 0.03;
 
   const trades = new Map<string, GenTrade>();
   const liveByAccount = new Map<string, string[]>(accounts.map((a) => [a, []]));
@@ -100,6 +112,17 @@ export function generateTrades(opts: TradesGeneratorOptions): GeneratedTrades {
   let duplicates = 0;
   let clock = opts.startTime ?? Date.UTC(2025, 0, 6, 9, 0, 0);
   let seq = 0;
+  // The event clock of the last LATE_SPAN_EVENTS.max events (a ring), so lateness can be a span of recent trades.
+  const recentClocks: number[] = new Array<number>(LATE_SPAN_EVENTS.max + 1);
+  const clock0 = clock;
+  /** The event clock `back` events ago (the stream's start before its first event). */
+  const clockAgo = (i: number, back: number) => (i - back >= 0 ? recentClocks[(i - back) % recentClocks.length]! : clock0);
+  /** Index into `live` of the trade an amend or cancel hits: mostly one of the newest (geometric), sometimes any. */
+  const editTarget = (live: readonly string[]) => {
+    if (rnd() < oldEditRate) return int(0, live.length - 1);
+    const back = Math.floor(Math.log(1 - rnd()) / Math.log(RECENT_EDIT_MEAN / (RECENT_EDIT_MEAN + 1)));
+    return Math.max(0, live.length - 1 - back);
+  };
 
   const grid = (t: number) => t - (t % 10_000);
   const quantity = () => BigInt(int(1, 5_000)) * 10_000n + BigInt(rnd() < 0.5 ? 0 : int(1, 9_999)); // 0.0001 .. 5000.9999 units
@@ -113,14 +136,15 @@ export function generateTrades(opts: TradesGeneratorOptions): GeneratedTrades {
 
   for (let i = 0; i < opts.events; i++) {
     clock += int(1, maxGapMs);
+    recentClocks[i % recentClocks.length] = clock;
     const accountId = accounts[skewed(accounts.length)]!;
     const live = liveByAccount.get(accountId)!;
     const r = rnd();
     const eventId = `ev-${opts.seed}-${i}`;
 
     if (r < amendRate && live.length > 0) {
-      // Amend any live trade of the account, often an old one: a history edit.
-      const t = trades.get(live[int(0, live.length - 1)]!)!;
+      // Amend a live trade of the account: mostly a recent one, sometimes an old one (a history edit).
+      const t = trades.get(live[editTarget(live)]!)!;
       const terms = { ...t.terms };
       const what = rnd();
       if (what < 0.03) {
@@ -131,12 +155,15 @@ export function generateTrades(opts: TradesGeneratorOptions): GeneratedTrades {
       } else if (what < 0.35) terms.price = priceNear(t.terms.price);
       else if (what < 0.65) terms.quantity = quantity();
       else if (what < 0.75) terms.side = terms.side === 'BUY' ? 'SELL' : 'BUY';
-      else terms.tradeTime = grid(terms.tradeTime - int(-3_600_000, 3_600_000));
+      else {
+        const span = clock - clockAgo(i, int(LATE_SPAN_EVENTS.min, LATE_SPAN_EVENTS.max));
+        terms.tradeTime = grid(terms.tradeTime + (rnd() < 0.5 ? -span : span));
+      }
       t.version++;
       t.terms = terms;
       emit({ eventId, accountId, tradeId: t.tradeId, type: 'AMEND', version: t.version, ...terms, eventTime: clock });
     } else if (r < amendRate + cancelRate && live.length > 0) {
-      const idx = int(0, live.length - 1);
+      const idx = editTarget(live);
       const t = trades.get(live[idx]!)!;
       live.splice(idx, 1);
       t.version++;
@@ -145,7 +172,7 @@ export function generateTrades(opts: TradesGeneratorOptions): GeneratedTrades {
     } else {
       const inst = instruments[skewed(instruments.length)]!;
       const late = rnd() < lateBookingRate;
-      const tradeTime = grid(clock - (late ? int(3_600_000, 2 * 86_400_000) : int(0, 20_000)));
+      const tradeTime = grid(late ? clockAgo(i, int(LATE_SPAN_EVENTS.min, LATE_SPAN_EVENTS.max)) : clock - int(0, 20_000));
       // Not in booking order, so (tradeTime, tradeId) ties are broken by something other than arrival.
       const tradeId = `${accountId}-${int(0, 0xffff).toString(16).padStart(4, '0')}-${++seq}`;
       const terms = { instrument: inst.instrument, side: rnd() < 0.55 ? 'BUY' : 'SELL', quantity: quantity(), price: priceNear(inst.price), currency: inst.currency, tradeTime } as const;

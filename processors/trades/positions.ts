@@ -16,14 +16,23 @@ export interface Lot {
  * live trade (the usual NEW) is applied in O(open lots) instead of replaying the live set.
  * - `lots`: open lots, oldest first, all of one sign;
  * - `realisedPnl`: scale 10;
- * - `last`: order key of the latest live trade (null when the live set is empty).
+ * - `last`: order key of the latest live trade (null when the live set is empty);
+ * - `checkpoints`: order keys of the live trades after which the checkpoint store holds the FIFO state (ascending;
+ *   see TradesProcessor). Absent in states written before checkpoints existed, which reads as none.
  */
 export interface PositionState {
   currency: string;
   lots: Lot[];
   realisedPnl: bigint;
   liveTrades: number;
-  last: { tradeTime: number; tradeId: string } | null;
+  last: OrderKey | null;
+  checkpoints?: OrderKey[];
+}
+
+/** Where a live trade sits in its live set: (tradeTime, tradeId). */
+export interface OrderKey {
+  tradeTime: number;
+  tradeId: string;
 }
 
 type FifoTrade = Pick<LiveTrade, 'tradeId' | 'side' | 'quantity' | 'price'>;

@@ -97,3 +97,19 @@ export function liveKey(accountId: string, t: { instrument: string; tradeTime: n
   const time = (BigInt(t.tradeTime) + TIME_OFFSET).toString(16).padStart(14, '0');
   return `${liveSetPrefix(accountId, t.instrument)}${time}${SEP}${t.tradeId}`;
 }
+
+/**
+ * Bounds (both inclusive, as `KeyValueStore.range` takes them) of the live-set keys of (account, instrument) that
+ * sort strictly after `after` (a trade's order key), or of the whole live set when `after` is null.
+ * `liveKey(…) + SEP` is the least string above that key; every live key goes on with 14 hex digits after the
+ * prefix, all below U+007F, so `prefix + U+007F` lies above every key of the live set and below the next prefix.
+ */
+export function liveKeysAfter(
+  accountId: string,
+  instrument: string,
+  after: { tradeTime: number; tradeId: string } | null,
+): { from: string; to: string } {
+  const prefix = liveSetPrefix(accountId, instrument);
+  const from = after ? `${liveKey(accountId, { instrument, tradeTime: after.tradeTime, tradeId: after.tradeId })}${SEP}` : prefix;
+  return { from, to: `${prefix}\u007f` };
+}

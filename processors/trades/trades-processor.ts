@@ -3,8 +3,8 @@ import { Serdes } from '../../runtime/serde.js';
 import { keyValueStore, type KeyValueStore, type StoreSpec } from '../../state/store.js';
 import type { LedgerEntry, Position, TradeEvent } from '../../schemas/types.js';
 import { ledgerEntriesFor } from './ledger.js';
-import { appendTrade, checkPositionFits, positionOf, positionStateOf, sortsLast, type PositionState } from './positions.js';
-import { applyTradeEvent, liveKey, liveSetPrefix, liveTradeOf, positionStateKey, tradeKey, type LiveTrade, type TradeRecord } from './trade-state.js';
+import { appendTrade, checkPositionFits, positionOf, sortsLast, type OrderKey, type PositionState } from './positions.js';
+import { applyTradeEvent, compareTradeOrder, liveKey, liveKeysAfter, liveTradeOf, positionStateKey, tradeKey, type LiveTrade, type TradeRecord } from './trade-state.js';
 
 export interface TradesProcessorOptions {
   /** trade records: `<account>\0<tradeId>` → TradeRecord */
@@ -13,20 +13,37 @@ export interface TradesProcessorOptions {
   liveStore: string;
   /** FIFO state per (account, instrument): `<account>\0<instrument>` → PositionState */
   positionsStore: string;
+  /**
+   * FIFO checkpoints: `<account>\0<instrument>\0<tradeTime>\0<tradeId>` (the live key of the trade it follows) →
+   * the PositionState of the live trades up to and including that trade (without `checkpoints`).
+   */
+  checkpointsStore: string;
+  /** A checkpoint after every `checkpointEvery`-th live trade of an (account, instrument); default CHECKPOINT_EVERY. */
+  checkpointEvery?: number;
   /** child (sink) names that positions and ledger entries are forwarded to */
   positionsChild: string;
   ledgerChild: string;
 }
 
-/** The three stores a TradesProcessor needs, with the names given in its options. */
+/**
+ * Default checkpoint spacing K. An edit at order key k replays the live trades after the last checkpoint before k:
+ * at most K − 1 of them before k, then every trade after k. Each checkpoint costs a store entry as large as the
+ * open lots at that point, and an edit rewrites the checkpoints after k (about (trades after k) / K of them), so K
+ * trades the replay before k against checkpoint writes; 256 keeps both small next to the suffix an edit replays
+ * anyway, and the checkpoint list in the PositionState short (a 100 000-trade live set: ~390 entries).
+ */
+export const CHECKPOINT_EVERY = 256;
+
+/** The four stores a TradesProcessor needs, with the names given in its options. */
 export function tradesStores(
-  names: Pick<TradesProcessorOptions, 'recordsStore' | 'liveStore' | 'positionsStore'>,
+  names: Pick<TradesProcessorOptions, 'recordsStore' | 'liveStore' | 'positionsStore' | 'checkpointsStore'>,
   backend: 'rocksdb' | 'memory' = 'rocksdb',
 ): StoreSpec<string, unknown>[] {
   return [
     keyValueStore(names.recordsStore, Serdes.string(), Serdes.json<TradeRecord>(), { backend }),
     keyValueStore(names.liveStore, Serdes.string(), Serdes.json<LiveTrade>(), { backend }),
     keyValueStore(names.positionsStore, Serdes.string(), Serdes.json<PositionState>(), { backend }),
+    keyValueStore(names.checkpointsStore, Serdes.string(), Serdes.json<PositionState>(), { backend }),
   ] as StoreSpec<string, unknown>[];
 }
 
@@ -34,32 +51,44 @@ interface PositionUpdate {
   instrument: string;
   state: PositionState;
   position: Position;
+  /** checkpoints to write (key → state), and stale ones to delete (none of them among the writes) */
+  checkpointPuts: Array<[string, PositionState]>;
+  checkpointDeletes: string[];
 }
+
+const orderKeyOf = (t: OrderKey): OrderKey => ({ tradeTime: t.tradeTime, tradeId: t.tradeId });
 
 /**
  * Applies deduplicated, validated trade events of its task's accounts.
- * Responsible for:
- * - sequencing each trade's versions (trade-state.ts) and refusing, with TradeRejectedError, an event that does not
- *   follow — before it writes or forwards anything, so a dead-lettered event leaves no trace in state or output;
- * - keeping the live set of every (account, instrument) and the FIFO state computed from it; an event touches the
- *   live sets of the trade's old and new instrument (two when an AMEND moves the trade to another instrument);
- * - forwarding the ledger entries the event posts (ledger.ts), then one Position per touched (account, instrument).
- * The usual NEW, sorting after every live trade, extends the stored FIFO state; anything else (an amend, a cancel, a
- * late-booked trade) recomputes from the live set in (tradeTime, tradeId) order, so history edits are exact.
+ * Per event: sequences the trade's versions, posts its ledger entries and emits the position per touched (account, instrument).
+ * Positions are the FIFO fold of the live set in (tradeTime, tradeId) order:
+ * - the usual NEW, sorting after every live trade, extends the stored FIFO state (O(open lots));
+ * - anything else (an amend, a cancel, a late-booked trade) changes the live set at some order key k (the smaller
+ *   of the leaving and the entering trade's). The FIFO state after every K-th live trade is kept in the checkpoint
+ *   store, and the PositionState lists those checkpoints' order keys; the edit starts from the last checkpoint
+ *   strictly before k (or from nothing), folds the live trades after it — the new live set's — and replaces the
+ *   checkpoints from k on. The fold before k is the one that was checkpointed, so the result is exactly a full
+ *   recompute's, currency checks included (the trades up to a checkpoint are in its currency).
  */
 export class TradesProcessor implements Processor<string, TradeEvent, string, Position | LedgerEntry> {
   private ctx!: ProcessorContext<string, Position | LedgerEntry>;
   private records!: KeyValueStore<string, TradeRecord>;
   private live!: KeyValueStore<string, LiveTrade>;
   private positions!: KeyValueStore<string, PositionState>;
+  private checkpoints!: KeyValueStore<string, PositionState>;
+  private readonly every: number;
 
-  constructor(private readonly opts: TradesProcessorOptions) {}
+  constructor(private readonly opts: TradesProcessorOptions) {
+    this.every = opts.checkpointEvery ?? CHECKPOINT_EVERY;
+    if (!Number.isSafeInteger(this.every) || this.every < 1) throw new RangeError(`checkpointEvery must be a positive integer, got ${this.every}`);
+  }
 
   init(ctx: ProcessorContext<string, Position | LedgerEntry>): void {
     this.ctx = ctx;
     this.records = ctx.getStore(this.opts.recordsStore);
     this.live = ctx.getStore(this.opts.liveStore);
     this.positions = ctx.getStore(this.opts.positionsStore);
+    this.checkpoints = ctx.getStore(this.opts.checkpointsStore);
   }
 
   async process(record: Record<string, TradeEvent>): Promise<void> {
@@ -77,14 +106,10 @@ export class TradesProcessor implements Processor<string, TradeEvent, string, Po
       const out = leaving?.instrument === instrument ? leaving : undefined;
       const into = entering?.instrument === instrument ? entering : undefined;
       const before = await this.positions.get(positionStateKey(account, instrument));
-      const currency = before?.currency ?? (into ?? out)!.currency;
-      const state =
-        !out && into && (!before || sortsLast(before, into))
-          ? appendTrade(before ?? positionStateOf([], currency), into)
-          : positionStateOf(await this.liveSetAfter(account, instrument, out, into), currency);
-      const position = positionOf(account, instrument, state, { tradeId: e.tradeId, version: e.version, eventTime: e.eventTime });
+      const update = await this.nextState(account, instrument, before, out, into);
+      const position = positionOf(account, instrument, update.state, { tradeId: e.tradeId, version: e.version, eventTime: e.eventTime });
       checkPositionFits(position);
-      updates.push({ instrument, state, position });
+      updates.push({ instrument, position, ...update });
     }
     const entries = ledgerEntriesFor(account, previous, next, e.eventTime);
 
@@ -92,7 +117,11 @@ export class TradesProcessor implements Processor<string, TradeEvent, string, Po
     this.records.put(tradeKey(account, e.tradeId), next);
     if (leaving) this.live.delete(liveKey(account, leaving));
     if (entering) this.live.put(liveKey(account, entering), entering);
-    for (const u of updates) this.positions.put(positionStateKey(account, u.instrument), u.state);
+    for (const u of updates) {
+      this.positions.put(positionStateKey(account, u.instrument), u.state);
+      for (const key of u.checkpointDeletes) this.checkpoints.delete(key);
+      for (const [key, state] of u.checkpointPuts) this.checkpoints.put(key, state);
+    }
 
     // 3. Forward: ledger entries in posting order, then the positions.
     for (const entry of entries) await this.ctx.forward({ key: account, value: entry, timestamp: e.eventTime }, this.opts.ledgerChild);
@@ -101,13 +130,71 @@ export class TradesProcessor implements Processor<string, TradeEvent, string, Po
     }
   }
 
-  /** The live set of (account, instrument) as it will be once `out` has left it and `into` has joined it. */
-  private async liveSetAfter(account: string, instrument: string, out: LiveTrade | undefined, into: LiveTrade | undefined): Promise<LiveTrade[]> {
-    const trades: LiveTrade[] = [];
-    for await (const { value } of this.live.prefixScan(liveSetPrefix(account, instrument))) {
-      if (value.tradeId !== out?.tradeId) trades.push(value);
+  /**
+   * The FIFO state of (account, instrument) once `out` has left its live set and `into` has joined it, and the
+   * checkpoint changes that go with it. Reads only; throws what the fold throws (CURRENCY_MISMATCH).
+   */
+  private async nextState(
+    account: string,
+    instrument: string,
+    before: PositionState | undefined,
+    out: LiveTrade | undefined,
+    into: LiveTrade | undefined,
+  ): Promise<Omit<PositionUpdate, 'instrument' | 'position'>> {
+    const currency = before?.currency ?? (into ?? out)!.currency;
+    const empty: PositionState = { currency, lots: [], realisedPnl: 0n, liveTrades: 0, last: null };
+    const previousCheckpoints = before?.checkpoints ?? [];
+
+    if (!out && into && (!before || sortsLast(before, into))) {
+      // Appending after every live trade: no checkpoint changes, perhaps a new one.
+      const state = appendTrade(before ?? empty, into);
+      if (state.liveTrades % this.every !== 0) return { state: { ...state, checkpoints: previousCheckpoints }, checkpointPuts: [], checkpointDeletes: [] };
+      return {
+        state: { ...state, checkpoints: [...previousCheckpoints, orderKeyOf(into)] },
+        checkpointPuts: [[liveKey(account, into), state]],
+        checkpointDeletes: [],
+      };
     }
-    if (into) trades.push(into);
-    return trades;
+
+    // An edit at order key k: checkpoints at k or after it no longer describe the live set's prefix.
+    const edit = out && into ? (compareTradeOrder(out, into) <= 0 ? out : into) : (out ?? into)!;
+    let kept = previousCheckpoints.length;
+    while (kept > 0 && compareTradeOrder(previousCheckpoints[kept - 1]!, edit) >= 0) kept--;
+    const base = kept > 0 ? previousCheckpoints[kept - 1]! : null;
+    let state = empty;
+    if (base) {
+      const stored = await this.checkpoints.get(liveKey(account, { instrument, ...orderKeyOf(base) }));
+      if (!stored) throw new Error(`trades checkpoint ${account}|${instrument} at ${base.tradeTime}/${base.tradeId} is listed but missing from ${this.opts.checkpointsStore}`);
+      state = stored;
+    }
+
+    const checkpoints = previousCheckpoints.slice(0, kept);
+    const checkpointPuts: Array<[string, PositionState]> = [];
+    const fold = (t: LiveTrade) => {
+      state = appendTrade(state, t);
+      if (state.liveTrades % this.every === 0) {
+        checkpoints.push(orderKeyOf(t));
+        checkpointPuts.push([liveKey(account, t), state]);
+      }
+    };
+    // The live store still holds the old live set: skip `out`, and take `into` at its place (it sorts after base).
+    let pending = into;
+    const { from, to } = liveKeysAfter(account, instrument, base);
+    for await (const { value } of this.live.range(from, to)) {
+      if (value.tradeId === out?.tradeId) continue;
+      if (pending && compareTradeOrder(pending, value) < 0) {
+        fold(pending);
+        pending = undefined;
+      }
+      fold(value);
+    }
+    if (pending) fold(pending);
+
+    const rewritten = new Set(checkpointPuts.map(([key]) => key));
+    const checkpointDeletes = previousCheckpoints
+      .slice(kept)
+      .map((c) => liveKey(account, { instrument, ...orderKeyOf(c) }))
+      .filter((key) => !rewritten.has(key));
+    return { state: { ...state, checkpoints }, checkpointPuts, checkpointDeletes };
   }
 }

@@ -28,14 +28,15 @@ afterAll(() => {
   for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
 });
 
-function newDriver(backend: Backend, opts: { log?: TopologyTestDriver['log'] } = {}): TopologyTestDriver {
+function newDriver(backend: Backend, opts: { log?: TopologyTestDriver['log']; checkpointEvery?: number } = {}): TopologyTestDriver {
   let stateDirectory: StateDirectory | undefined;
   if (backend === 'rocksdb') {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'weir-trades-'));
     tempDirs.push(dir);
     stateDirectory = new StateDirectory(dir, 'test-app');
   }
-  return new TopologyTestDriver(tradesTopology({ serdes, backend }), {
+  const checkpoints = opts.checkpointEvery === undefined ? {} : { checkpointEvery: opts.checkpointEvery };
+  return new TopologyTestDriver(tradesTopology({ serdes, backend, ...checkpoints }), {
     partitions: { [TradesTopics.input]: PARTITIONS, [TradesTopics.positions]: PARTITIONS, [TradesTopics.ledger]: PARTITIONS },
     stateDirectory,
     // The default policy: rejections are RecordRejectedErrors and dead-letter anyway; anything else must stop the test.
@@ -80,7 +81,11 @@ function lastPerKey<V>(records: ReadonlyArray<TestOutputRecord<string, V>>): Map
 
 // ---------------------------------------------------------------------------------------------------------------
 
-describe.each(['memory', 'rocksdb'] as const)('trades topology on generated trades, %s stores', (backend) => {
+describe.each([
+  { backend: 'memory', checkpointEvery: undefined },
+  // a small checkpoint spacing, so checkpoints (and their restore from the changelog) are exercised on RocksDB too
+  { backend: 'rocksdb', checkpointEvery: 4 },
+] as const)('trades topology on generated trades, $backend stores, checkpoint every $checkpointEvery', ({ backend, checkpointEvery }) => {
   const gen: GeneratedTrades = generateTrades({ seed: 20250106, events: 3000 });
   let out: Outputs;
   let duplicates: number;
@@ -89,7 +94,7 @@ describe.each(['memory', 'rocksdb'] as const)('trades topology on generated trad
     expect(gen.duplicates).toBeGreaterThan(50);
     expect(gen.counts.AMEND).toBeGreaterThan(200);
     expect(gen.counts.CANCEL).toBeGreaterThan(50);
-    const driver = newDriver(backend);
+    const driver = newDriver(backend, { checkpointEvery });
     await pipe(driver, gen.events);
     out = await outputs(driver);
     duplicates = await totalDuplicates(driver);
@@ -186,6 +191,7 @@ describe.each(['memory', 'rocksdb'] as const)('trades topology on generated trad
 
   it('(3) ignores duplicates exactly and counts them', async () => {
     expect(duplicates).toBe(gen.duplicates);
+    // the default checkpoint spacing here: on RocksDB (K = 4 above) this also checks that K changes no output
     const driver = newDriver(backend);
     await pipe(driver, gen.unique);
     const clean = await outputs(driver);
@@ -211,11 +217,11 @@ describe.each(['memory', 'rocksdb'] as const)('trades topology on generated trad
 
   it('gives the same outputs after its stores are restored from the changelogs midway', async () => {
     const half = Math.floor(gen.events.length / 2);
-    const first = newDriver(backend);
+    const first = newDriver(backend, { checkpointEvery });
     await pipe(first, gen.events.slice(0, half));
     await first.close();
     // A fresh state directory: everything comes back from the changelog topics.
-    const second = newDriver(backend, { log: first.log });
+    const second = newDriver(backend, { log: first.log, checkpointEvery });
     await pipe(second, gen.events.slice(half));
     const resumed = await outputs(second);
     expect(await totalDuplicates(second)).toBe(gen.duplicates);
