@@ -30,13 +30,18 @@ export const Serdes = {
   },
   /** JSON; bigint values round-trip exactly (written as `{"$bigint":"<digits>"}`), so exact amounts survive. */
   json<T>(): SyncSerde<T> {
+    // The replacer costs a call per value: only pay for it when there are bigints to write. A serde serves values of
+    // one shape (a store's, a topic's), so once a value held a bigint the next ones go straight to the replacer
+    // instead of failing the plain stringify first (a thrown TypeError per value).
+    let bigints = false;
     return {
       serialize: (v) => {
-        // The replacer costs a call per value: only pay for it when there is a bigint to write.
+        if (bigints) return Buffer.from(JSON.stringify(v, bigintReplacer), 'utf8');
         try {
           return Buffer.from(JSON.stringify(v), 'utf8');
         } catch (err) {
           if (!(err instanceof TypeError) || !/BigInt/i.test(err.message)) throw err;
+          bigints = true;
           return Buffer.from(JSON.stringify(v, bigintReplacer), 'utf8');
         }
       },

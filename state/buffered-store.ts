@@ -32,6 +32,8 @@ interface DirtyEntry {
  */
 export class BufferedStore {
   private readonly dirty = new Map<string, DirtyEntry>();
+  /** the keys of `dirty` in byte order (latin1 strings compare like their bytes), so a scan finds its range at once */
+  private dirtyKeys: string[] = [];
   private prepared: ByteChange[] | null = null;
   private txState: StoreTransactionState = 'STARTED';
   /** committed value per key (null: absent), in use order, oldest first */
@@ -74,12 +76,23 @@ export class BufferedStore {
 
   put(key: Buffer, value: Buffer): void {
     this.check('put');
-    this.dirty.set(key.toString('latin1'), { key, value });
+    this.setDirty(key, value);
   }
 
   delete(key: Buffer): void {
     this.check('delete');
-    this.dirty.set(key.toString('latin1'), { key, value: null });
+    this.setDirty(key, null);
+  }
+
+  private setDirty(key: Buffer, value: Buffer | null): void {
+    const k = key.toString('latin1');
+    if (!this.dirty.has(k)) this.dirtyKeys.splice(lowerBound(this.dirtyKeys, k), 0, k);
+    this.dirty.set(k, { key, value });
+  }
+
+  private clearDirty(): void {
+    this.dirty.clear();
+    this.dirtyKeys = [];
   }
 
   /**
@@ -90,12 +103,13 @@ export class BufferedStore {
     this.check('iterate');
     const gte = bounds.gte?.toString('latin1');
     const lte = bounds.lte?.toString('latin1');
+    // the uncommitted entries in range, in key order, as they stand when the scan starts
     const pending: [string, DirtyEntry][] = [];
-    for (const e of this.dirty) {
-      if ((gte === undefined || e[0] >= gte) && (lte === undefined || e[0] <= lte)) pending.push(e);
+    for (let j = gte === undefined ? 0 : lowerBound(this.dirtyKeys, gte); j < this.dirtyKeys.length; j++) {
+      const k = this.dirtyKeys[j]!;
+      if (lte !== undefined && k > lte) break;
+      pending.push([k, this.dirty.get(k)!]);
     }
-    // latin1 strings compare like their bytes.
-    pending.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
 
     let i = 0;
     for await (const [key, value] of this.backend.iterate(bounds)) {
@@ -141,14 +155,14 @@ export class BufferedStore {
     this.txState = 'COMPLETE';
     this.backendVersion++;
     if (this.cacheSize > 0) for (const [k, e] of this.dirty) this.remember(k, e.value);
-    this.dirty.clear();
+    this.clearDirty();
     this.prepared = null;
     this.txState = 'STARTED';
   }
 
   /** Drops every uncommitted change, in any state; the next transaction starts. */
   abort(): void {
-    this.dirty.clear();
+    this.clearDirty();
     this.prepared = null;
     this.txState = 'STARTED';
   }
@@ -201,4 +215,16 @@ function allowed(state: StoreTransactionState, op: Operation): boolean {
       throw new WeirError(`unknown store transaction state ${String(unknown)}`);
     }
   }
+}
+
+/** The first index of `sorted` whose key is >= `key`. */
+function lowerBound(sorted: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

@@ -29,4 +29,12 @@ describe('Serdes.json', () => {
     expect(roundTrip(12n)).toBe(12n);
     expect(roundTrip([12n])).toEqual([12n]);
   });
+
+  it('writes the same bytes for a value without bigints after it has written one with them', () => {
+    const serde = Serdes.json<unknown>();
+    expect(serde.deserialize(serde.serialize({ n: 1n }))).toEqual({ n: 1n });
+    const plain = { a: [1, 'two'], b: { c: null } };
+    expect(serde.serialize(plain).toString()).toBe(JSON.stringify(plain));
+    expect(serde.deserialize(serde.serialize({ n: 2n, m: [3n] }))).toEqual({ n: 2n, m: [3n] });
+  });
 });
