@@ -75,3 +75,18 @@ export class BrokerUnreachableError extends WeirError {
 }
 
 export class RecordRejectedError extends WeirError {}
+
+/**
+ * Errors of a broker outage that kafkajs stops its consumer on (restart: false): the coordinator or a broker cannot be
+ * reached for longer than its retries. Authentication and authorization failures are not outages.
+ */
+export function isBrokerOutage(err: unknown): boolean {
+  for (let e = err as { name?: string; type?: string; cause?: unknown; originalError?: unknown } | undefined, depth = 0; e && depth < 6; depth++) {
+    if (e.name && /SASL|Authentication|Authorization/i.test(e.name)) return false;
+    if (e.type && /AUTHORIZATION|AUTHENTICATION|SASL/.test(e.type)) return false;
+    if (e.name && /^KafkaJS(GroupCoordinatorNotFound|ConnectionError|ConnectionClosedError|RequestTimeoutError|NumberOfRetriesExceeded|BrokerNotFound|LockTimeout)$/.test(e.name)) return true;
+    if (e.type && /COORDINATOR_NOT_AVAILABLE|NOT_COORDINATOR|COORDINATOR_LOAD_IN_PROGRESS|LEADER_NOT_AVAILABLE|NOT_LEADER/.test(e.type)) return true;
+    e = (e.cause ?? e.originalError) as typeof e;
+  }
+  return /Failed to find group coordinator|Connection error|Connection timeout|ECONNREFUSED/.test(String((err as Error)?.message ?? err));
+}

@@ -12,7 +12,7 @@ import { AtLeastOnceTaskProducer, TransactionalTaskProducer, type TaskProducer }
 import { PartitionReader } from './partition-reader.js';
 import { StoreManager, changelogTopicName } from '../state/store-manager.js';
 import { StateDirectory } from '../state/state-directory.js';
-import { BrokerUnreachableError, ConfigError, TaskCorruptedError, TaskMigratedError, TopologyError, WeirError } from './errors.js';
+import { BrokerUnreachableError, ConfigError, isBrokerOutage, TaskCorruptedError, TaskMigratedError, TopologyError, WeirError } from './errors.js';
 
 export type ProcessingGuarantee = 'exactly_once' | 'at_least_once';
 
@@ -179,7 +179,7 @@ export class Worker {
         pause: (tps) => this.consumer?.pause(tps),
         resume: (tps) => this.consumer?.resume(tps),
         seek: (topic, partition, offset) => this.consumer?.seek({ topic, partition, offset: String(offset) }),
-        onMigrated: (err) => this.scheduleRejoin(err),
+        onMigrated: (err) => this.scheduleRejoin(`fenced (task ${err.taskId})`),
         onFatal: (err) => this.fail(err),
         onStateChange: () => this.checkReady(),
       });
@@ -403,7 +403,11 @@ export class Worker {
     consumer.on(consumer.events.CRASH, (e) => {
       if (consumer !== this.consumer || this.stopping) return;
       const { error, restart } = e.payload as { error: Error; restart: boolean };
-      if (!restart) this.fail(new WeirError(`the consumer stopped: ${error.message}`, { cause: error }));
+      if (restart) return;
+      // kafkajs gives up on some errors of a broker outage (e.g. the coordinator is gone while the broker restarts):
+      // rejoin with a fresh consumer, as after fencing; tasks restart from their commits
+      if (isBrokerOutage(error)) this.scheduleRejoin(`the consumer gave up during a broker outage (${error.message})`);
+      else this.fail(new WeirError(`the consumer stopped: ${error.message}`, { cause: error }));
     });
     await consumer.connect();
     await consumer.subscribe({ topics: cfg.topology.sourceTopics, fromBeginning: true });
@@ -452,11 +456,11 @@ export class Worker {
     this.wasReady = ready;
   }
 
-  /** Fenced: close every task as a zombie and rejoin the group as a fresh member (outside the batch that saw it). */
-  private scheduleRejoin(err: TaskMigratedError): void {
+  /** Fenced, or the consumer gave up in a broker outage: close every task as a zombie and rejoin the group as a fresh member (outside the batch that saw it). */
+  private scheduleRejoin(reason: string): void {
     if (this.rejoining || this.stopping) return;
     this.rejoining = true;
-    this.cfg.logger.warn({ task: err.taskId }, 'fenced: closing all tasks and rejoining the group');
+    this.cfg.logger.warn({ reason }, `${reason}: closing all tasks and rejoining the group`);
     setImmediate(async () => {
       try {
         const old = this.consumer;

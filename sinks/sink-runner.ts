@@ -13,7 +13,7 @@
  * offsets of control markers and aborted records are passed over and stored like any other.
  */
 import { Kafka, logLevel as KafkaLogLevel, type Admin, type Consumer, type EachBatchPayload, type KafkaConfig } from 'kafkajs';
-import { ConfigError, WeirError } from '../runtime/errors.js';
+import { ConfigError, isBrokerOutage, WeirError } from '../runtime/errors.js';
 import type { Serde } from '../runtime/serde.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { BreakerOpenError, OffsetConflictError, PoisonRecordError, RetryAbortedError } from './errors.js';
@@ -230,40 +230,14 @@ export class SinkRunner {
       this.assertStarting();
       this.admin = this.kafka.admin();
       await this.admin.connect();
-      const consumer = this.kafka.consumer({
-        groupId: this.name,
-        readUncommitted: false,
-        allowAutoTopicCreation: false,
-        sessionTimeout: this.cfg.sessionTimeoutMs,
-        heartbeatInterval: Math.max(500, Math.floor(this.cfg.sessionTimeoutMs / 5)),
-        rebalanceTimeout: Math.max(30_000, this.cfg.sessionTimeoutMs),
-        maxWaitTimeInMs: 100,
-      });
-      this.consumer = consumer;
-      consumer.on(consumer.events.GROUP_JOIN, (e) => this.onGroupJoin(e.payload.memberAssignment));
-      consumer.on(consumer.events.END_BATCH_PROCESS, (e) => this.onBatchProcessed(e.payload));
-      consumer.on(consumer.events.CRASH, (e) => {
-        const { error, restart } = e.payload as { error: Error; restart: boolean };
-        if (this.lifecycle !== 'started') return;
-        this.noteError('consumer', error, restart);
-        if (!restart) {
-          this.fatal = new WeirError(`sink '${this.name}': the Kafka consumer stopped: ${error.message}`, { cause: error });
-          this.refreshState();
-        }
-      });
-      await consumer.connect();
-      await consumer.subscribe({ topics: Object.keys(this.cfg.topics), fromBeginning: true });
-      this.assertStarting();
-      this.lifecycle = 'started';
-      this.timer = setInterval(() => {
-        this.applyPauses();
-        this.maybeFlush();
-      }, Math.max(20, Math.floor(this.cfg.flushIntervalMs / 2)));
-      await consumer.run({
-        autoCommit: false,
-        eachBatchAutoResolve: false,
-        partitionsConsumedConcurrently: 1,
-        eachBatch: (payload) => this.eachBatch(payload),
+      // started before the consumer runs: its first GROUP_JOIN comes inside run() and positions only a started runner
+      await this.runConsumer(() => {
+        this.assertStarting();
+        this.lifecycle = 'started';
+        this.timer = setInterval(() => {
+          this.applyPauses();
+          this.maybeFlush();
+        }, Math.max(20, Math.floor(this.cfg.flushIntervalMs / 2)));
       });
     } catch (err) {
       // failed or stopped while starting: close what was opened (stop() may have run before it existed)
@@ -278,6 +252,74 @@ export class SinkRunner {
       }
       throw err;
     }
+  }
+
+  /**
+   * A consumer in the sink's group, subscribed and running. kafkajs gives up on some errors of a broker outage (e.g.
+   * "Failed to find group coordinator" while the broker restarts) and says it will not restart: then a fresh consumer
+   * is made after a pause, and again until one runs — the sink stalls through the outage, it does not stop. Its
+   * pending records are dropped and the next assignment positions every partition from the database again.
+   */
+  private async runConsumer(beforeRun: () => void = () => undefined): Promise<void> {
+    const consumer = this.kafka.consumer({
+      groupId: this.name,
+      readUncommitted: false,
+      allowAutoTopicCreation: false,
+      sessionTimeout: this.cfg.sessionTimeoutMs,
+      heartbeatInterval: Math.max(500, Math.floor(this.cfg.sessionTimeoutMs / 5)),
+      rebalanceTimeout: Math.max(30_000, this.cfg.sessionTimeoutMs),
+      maxWaitTimeInMs: 100,
+    });
+    this.consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, (e) => this.onGroupJoin(e.payload.memberAssignment));
+    consumer.on(consumer.events.END_BATCH_PROCESS, (e) => this.onBatchProcessed(e.payload));
+    consumer.on(consumer.events.CRASH, (e) => {
+      const { error, restart } = e.payload as { error: Error; restart: boolean };
+      if (this.lifecycle !== 'started' || consumer !== this.consumer) return;
+      const outage = !restart && isBrokerOutage(error);
+      this.noteError('consumer', error, restart || outage);
+      if (outage) this.restartConsumer(consumer);
+      else if (!restart) {
+        this.fatal = new WeirError(`sink '${this.name}': the Kafka consumer stopped: ${error.message}`, { cause: error });
+        this.refreshState();
+      }
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topics: Object.keys(this.cfg.topics), fromBeginning: true });
+    beforeRun();
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 1,
+      eachBatch: (payload) => this.eachBatch(payload),
+    });
+  }
+
+  private restartConsumer(old: Consumer): void {
+    const again = async (): Promise<void> => {
+      if (this.lifecycle !== 'started' || this.consumer !== old) return;
+      this.consumer = null;
+      await old.disconnect().catch(() => undefined);
+      // nothing of the old membership is valid any more: the next GROUP_JOIN positions the partitions again
+      this.generation++;
+      this.partitions = new Map();
+      this.paused = new Set();
+      this.sink.discardPending();
+      this.refreshState();
+      if (this.lifecycle !== 'started') return;
+      try {
+        await this.runConsumer();
+      } catch (err) {
+        this.noteError('consumer', err, true);
+        const failed = this.consumer;
+        if (failed) {
+          old = failed;
+          setTimeout(() => void again(), 2000).unref();
+        }
+      }
+    };
+    this.cfg.log('warn', 'the Kafka consumer gave up during a broker outage; a new one starts in 2 s', { sink: this.name });
+    setTimeout(() => void again(), 2000).unref();
   }
 
   /** `stop()` was called while starting: stop there (stop() closes what was opened so far). */
@@ -671,3 +713,4 @@ function maxBig(a: bigint, b: bigint): bigint {
 function toBuffer(v: Buffer | string | undefined): Buffer | undefined {
   return typeof v === 'string' ? Buffer.from(v) : v;
 }
+
