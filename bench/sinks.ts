@@ -10,6 +10,7 @@
  */
 import pg from 'pg';
 import { Redis } from 'ioredis';
+import { deleteUnder } from '../sinks/redis/keys.js';
 import { mulberry32 } from '../cli/generators/random.js';
 import type { LedgerEntry, Position, RoutingDecision } from '../schemas/types.js';
 import { quoteIdent } from '../sinks/postgres/writers.js';
@@ -99,12 +100,7 @@ async function removeRedisKeys(prefix: string): Promise<void> {
   const redis = new Redis({ host: '127.0.0.1', port: 6379, lazyConnect: true, maxRetriesPerRequest: 1 });
   try {
     await redis.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== '0');
+    await deleteUnder(redis, prefix);
   } finally {
     redis.disconnect();
   }

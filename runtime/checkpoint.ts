@@ -52,10 +52,20 @@ export async function commitCheckpoint(parts: CheckpointParts): Promise<void> {
     }
   } catch (err) {
     if (err instanceof TaskCorruptedError) throw err;
-    collector.clear();
-    stores.abort();
-    await producer.abort().catch(() => undefined);
-    if (isFencedError(err)) throw new TaskMigratedError(taskId, err);
-    throw new TaskCorruptedError(taskId, `the commit failed (${(err as Error).message})`, err);
+    throw await abortTransaction(parts, 'the commit', err);
   }
+}
+
+/**
+ * A send of the open transaction failed (`doing`: the commit, or a send of buffered outputs before it): drop the
+ * pending outputs and the stores' uncommitted writes, abort the transaction, and return the error to throw —
+ * TaskMigratedError when the producer was fenced (close as a zombie), TaskCorruptedError otherwise (restore and
+ * resume from the committed offsets).
+ */
+export async function abortTransaction(parts: Omit<CheckpointParts, 'offsets'>, doing: string, err: unknown): Promise<Error> {
+  parts.collector.clear();
+  parts.stores.abort();
+  await parts.producer.abort().catch(() => undefined);
+  if (isFencedError(err)) return new TaskMigratedError(parts.taskId, err);
+  return new TaskCorruptedError(parts.taskId, `${doing} failed (${(err as Error).message})`, err);
 }

@@ -81,12 +81,29 @@ export class RecordRejectedError extends WeirError {}
  * reached for longer than its retries. Authentication and authorization failures are not outages.
  */
 export function isBrokerOutage(err: unknown): boolean {
-  for (let e = err as { name?: string; type?: string; cause?: unknown; originalError?: unknown } | undefined, depth = 0; e && depth < 6; depth++) {
+  for (const e of errorChain(err)) {
     if (e.name && /SASL|Authentication|Authorization/i.test(e.name)) return false;
     if (e.type && /AUTHORIZATION|AUTHENTICATION|SASL/.test(e.type)) return false;
     if (e.name && /^KafkaJS(GroupCoordinatorNotFound|ConnectionError|ConnectionClosedError|RequestTimeoutError|NumberOfRetriesExceeded|BrokerNotFound|LockTimeout)$/.test(e.name)) return true;
     if (e.type && /COORDINATOR_NOT_AVAILABLE|NOT_COORDINATOR|COORDINATOR_LOAD_IN_PROGRESS|LEADER_NOT_AVAILABLE|NOT_LEADER/.test(e.type)) return true;
-    e = (e.cause ?? e.originalError) as typeof e;
   }
   return /Failed to find group coordinator|Connection error|Connection timeout|ECONNREFUSED/.test(String((err as Error)?.message ?? err));
+}
+
+/** What kafkajs and weir errors carry, as far as telling them apart goes. */
+export interface ErrorLink {
+  name?: string;
+  type?: string;
+  code?: number;
+  cause?: unknown;
+  originalError?: unknown;
+}
+
+/** An error and the errors it wraps (`cause`, kafkajs' `originalError`), outermost first, at most 6 deep. */
+export function* errorChain(err: unknown): Generator<ErrorLink> {
+  let e = err as ErrorLink | undefined;
+  for (let depth = 0; e && typeof e === 'object' && depth < 6; depth++) {
+    yield e;
+    e = (e.cause ?? e.originalError) as ErrorLink | undefined;
+  }
 }

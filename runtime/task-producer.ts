@@ -1,5 +1,6 @@
 import type { Kafka, Producer, Transaction, Message } from 'kafkajs';
 import type { OutgoingRecord } from './record-collector.js';
+import { errorChain } from './errors.js';
 
 export interface TopicPartitionOffset {
   topic: string;
@@ -164,9 +165,6 @@ const FENCED_TYPES = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'TRAN
 
 /** True when the error says another producer with our transactional id took over (we are a zombie). */
 export function isFencedError(err: unknown): boolean {
-  for (let e = err as { type?: string; code?: number; cause?: unknown; originalError?: unknown } | undefined, depth = 0; e && depth < 6; depth++) {
-    if ((e.type && FENCED_TYPES.has(e.type)) || e.code === 90 || e.code === 47) return true;
-    e = (e.cause ?? e.originalError) as typeof e;
-  }
+  for (const e of errorChain(err)) if ((e.type && FENCED_TYPES.has(e.type)) || e.code === 90 || e.code === 47) return true;
   return false;
 }

@@ -4,10 +4,10 @@ import type { StoreManager } from '../state/store-manager.js';
 import type { KeyValueStore } from '../state/store.js';
 import type { LogReader, RestoreProgress } from '../state/changelog-reader.js';
 import type { RecordCollector } from './record-collector.js';
-import { isFencedError, type TaskProducer, type TopicPartitionOffset } from './task-producer.js';
+import type { TaskProducer, TopicPartitionOffset } from './task-producer.js';
 import type { RawMessage } from './partition-reader.js';
-import { commitCheckpoint } from './checkpoint.js';
-import { ProcessingError, RecordRejectedError, TaskCorruptedError, TaskMigratedError, WeirError } from './errors.js';
+import { abortTransaction, commitCheckpoint } from './checkpoint.js';
+import { ProcessingError, RecordRejectedError, TaskCorruptedError, WeirError } from './errors.js';
 
 export type TaskState = 'CREATED' | 'RESTORING' | 'RUNNING' | 'CLOSED' | 'FAILED';
 
@@ -248,12 +248,9 @@ export class Task {
     try {
       await this.opts.producer.send(this.opts.collector.drain());
     } catch (err) {
-      this.opts.collector.clear();
-      this.opts.stores.abort();
-      await this.opts.producer.abort().catch(() => undefined);
+      const aborted = await abortTransaction({ taskId: this.id, stores: this.opts.stores, collector: this.opts.collector, producer: this.opts.producer }, 'sending outputs', err);
       this.discarded();
-      if (isFencedError(err)) throw new TaskMigratedError(this.id, err);
-      throw new TaskCorruptedError(this.id, `sending outputs failed (${(err as Error).message})`, err);
+      throw aborted;
     }
   }
 

@@ -1,5 +1,6 @@
 import type { ByteChange, StoreBackend } from './store.js';
 import { WeirError } from '../runtime/errors.js';
+import { lowerBound } from './sorted-keys.js';
 
 /**
  * A store transaction's life: STARTED (writes accepted) → PREPARED (changelog records handed out,
@@ -215,16 +216,4 @@ function allowed(state: StoreTransactionState, op: Operation): boolean {
       throw new WeirError(`unknown store transaction state ${String(unknown)}`);
     }
   }
-}
-
-/** The first index of `sorted` whose key is >= `key`. */
-function lowerBound(sorted: readonly string[], key: string): number {
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (sorted[mid]! < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }

@@ -1,5 +1,6 @@
 import type { ByteChange, StoreBackend } from './store.js';
 import { WeirError } from '../runtime/errors.js';
+import { lowerBound } from './sorted-keys.js';
 
 /**
  * A store backend held in process memory, for tests and unpersisted stores.
@@ -107,16 +108,4 @@ export class MemoryBackend implements StoreBackend {
   private assertOpen(op: string): void {
     if (!this.isOpen) throw new WeirError(`in-memory store is not open (${op})`);
   }
-}
-
-/** The first index whose key is >= `key`. */
-function lowerBound(keys: readonly string[], key: string): number {
-  let lo = 0;
-  let hi = keys.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (keys[mid]! < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }

@@ -13,6 +13,7 @@
 import type { Admin } from 'kafkajs';
 import type pg from 'pg';
 import type { Redis } from 'ioredis';
+import { keysStartingWith } from '../../sinks/redis/keys.js';
 import type { PartitionReader } from '../../runtime/partition-reader.js';
 import type { SerdeFor } from '../../topologies/index.js';
 import { formatDecimal } from '../../schemas/decimal.js';
@@ -134,14 +135,8 @@ async function sinksEqualTopics(inp: ChaosCheckInputs, o: Outputs): Promise<Chec
 }
 
 async function countKeys(redis: Redis, keyPrefix: string): Promise<number> {
-  const pattern = `${keyPrefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
-  let cursor = '0';
   let count = 0;
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    cursor = next;
-    count += keys.length;
-  } while (cursor !== '0');
+  for await (const keys of keysStartingWith(redis, keyPrefix)) count += keys.length;
   return count;
 }
 

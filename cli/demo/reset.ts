@@ -12,6 +12,7 @@ import { rmSync } from 'node:fs';
 import type { Admin } from 'kafkajs';
 import pg from 'pg';
 import { Redis } from 'ioredis';
+import { deleteUnder } from '../../sinks/redis/keys.js';
 import { ConfigError } from '../../runtime/errors.js';
 import { StateDirectory } from '../../state/state-directory.js';
 import { ensureDatabase, migrate } from '../../sinks/postgres/migrate.js';
@@ -74,19 +75,6 @@ async function resetRedis(env: DemoEnvironment, prefix: string): Promise<number>
   } finally {
     await redis.quit().catch(() => redis.disconnect());
   }
-}
-
-/** Delete every key `<prefix>:*`; returns how many. */
-export async function deleteUnder(redis: Redis, prefix: string): Promise<number> {
-  const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}:*`;
-  let cursor = '0';
-  let n = 0;
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) n += await redis.unlink(...keys);
-  } while (cursor !== '0');
-  return n;
 }
 
 async function deleteGroups(admin: Admin, groups: string[], signal: AbortSignal): Promise<string[]> {

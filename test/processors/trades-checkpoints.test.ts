@@ -8,16 +8,16 @@
  * (the checkpoint store included) must change nothing.
  */
 import { describe, expect, it } from 'vitest';
-import { Serdes, TopologyTestDriver, type TestOutputRecord } from '../../index.js';
+import { TopologyTestDriver } from '../../index.js';
 import { tradesTopology, TradesStores, TradesTopics } from '../../topologies/trades.js';
-import type { LedgerEntry, Position, TradeEvent } from '../../schemas/types.js';
+import type { TradeEvent } from '../../schemas/types.js';
 import { mulberry32 } from '../../cli/generators/random.js';
 import { modelLedgerNet, modelPosition, type ModelPosition } from '../../cli/demo/recompute/trades.js';
 import { compareTradeOrder, liveKey } from '../../processors/trades/trade-state.js';
 import type { PositionState } from '../../processors/trades/positions.js';
+import { DLQ, outputs, pipe, tradesSerdes, type Outputs } from '../fixtures/trades-driver.js';
 
-const serdes = { trades: Serdes.json<TradeEvent>(), positions: Serdes.json<Position>(), ledgerEntries: Serdes.json<LedgerEntry>() };
-const DLQ = 'test-app-dead-letters';
+const serdes = tradesSerdes;
 const PARTITIONS = 2;
 /** checkpointEvery for the reference run: never reached, so every edit replays the whole live set */
 const NEVER = Number.MAX_SAFE_INTEGER;
@@ -135,24 +135,6 @@ function newDriver(checkpointEvery: number, log?: TopologyTestDriver['log']): To
     processingErrorPolicy: 'fail',
     log,
   });
-}
-
-async function pipe(driver: TopologyTestDriver, events: readonly TradeEvent[]): Promise<void> {
-  for (const e of events) await driver.pipeInput<string, TradeEvent>(TradesTopics.input, e.accountId, e, { timestamp: e.eventTime });
-}
-
-interface Outputs {
-  positions: Array<TestOutputRecord<string, Position>>;
-  ledger: Array<TestOutputRecord<string, LedgerEntry>>;
-  dlq: Array<TestOutputRecord<string, string>>;
-}
-
-async function outputs(driver: TopologyTestDriver): Promise<Outputs> {
-  return {
-    positions: await driver.readOutput(TradesTopics.positions, Serdes.string(), Serdes.json<Position>()),
-    ledger: await driver.readOutput(TradesTopics.ledger, Serdes.string(), Serdes.json<LedgerEntry>()),
-    dlq: await driver.readOutput(DLQ, Serdes.string(), Serdes.string()),
-  };
 }
 
 /** The checkpoint store's entries, and the checkpoint keys the position states list, over all partitions. */

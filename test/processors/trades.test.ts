@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Serdes, TopologyTestDriver, type TestOutputRecord } from '../../index.js';
+import { TopologyTestDriver, type TestOutputRecord } from '../../index.js';
 import { StateDirectory } from '../../state/state-directory.js';
 import { duplicatesCounted } from '../../processors/dedupe.js';
 import { tradesTopology, TradesStores, TradesTopics } from '../../topologies/trades.js';
@@ -16,11 +16,11 @@ import { averageCostOf, divideHalfEven, matchFifo } from '../../processors/trade
 import { validateTradeEvent } from '../../processors/trades/validate-trade.js';
 import { finalLiveSets, modelLedgerNet, modelPosition, type ModelPosition } from '../../cli/demo/recompute/trades.js';
 import { TradeRejectedError } from '../../processors/trades/errors.js';
+import { DLQ, outputs, pipe, tradesSerdes, type Outputs } from '../fixtures/trades-driver.js';
 
 type Backend = 'memory' | 'rocksdb';
 
-const serdes = { trades: Serdes.json<TradeEvent>(), positions: Serdes.json<Position>(), ledgerEntries: Serdes.json<LedgerEntry>() };
-const DLQ = 'test-app-dead-letters';
+const serdes = tradesSerdes;
 const PARTITIONS = 4;
 
 const tempDirs: string[] = [];
@@ -43,24 +43,6 @@ function newDriver(backend: Backend, opts: { log?: TopologyTestDriver['log']; ch
     processingErrorPolicy: 'fail',
     log: opts.log,
   });
-}
-
-async function pipe(driver: TopologyTestDriver, events: readonly TradeEvent[]): Promise<void> {
-  for (const e of events) await driver.pipeInput<string, TradeEvent>(TradesTopics.input, e.accountId, e, { timestamp: e.eventTime });
-}
-
-interface Outputs {
-  positions: Array<TestOutputRecord<string, Position>>;
-  ledger: Array<TestOutputRecord<string, LedgerEntry>>;
-  dlq: Array<TestOutputRecord<string, string>>;
-}
-
-async function outputs(driver: TopologyTestDriver): Promise<Outputs> {
-  return {
-    positions: await driver.readOutput(TradesTopics.positions, Serdes.string(), Serdes.json<Position>()),
-    ledger: await driver.readOutput(TradesTopics.ledger, Serdes.string(), Serdes.json<LedgerEntry>()),
-    dlq: await driver.readOutput(DLQ, Serdes.string(), Serdes.string()),
-  };
 }
 
 async function totalDuplicates(driver: TopologyTestDriver): Promise<number> {

@@ -4,6 +4,7 @@
  */
 import pg from 'pg';
 import { Redis } from 'ioredis';
+import { deleteUnder } from '../../sinks/redis/keys.js';
 import { partitionForKey } from '../../runtime/partitioner.js';
 import { Serdes } from '../../runtime/serde.js';
 import { ensureDatabase } from '../../sinks/postgres/migrate.js';
@@ -155,11 +156,5 @@ export async function killSinkConnections(r: Redis, sink: string): Promise<numbe
   return n;
 }
 
-export async function deleteKeys(r: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await r.del(...keys);
-  } while (cursor !== '0');
-}
+/** Delete every key `<prefix>:*`. */
+export { deleteUnder as deleteKeys };
