@@ -1,6 +1,7 @@
 import type { Processor, ProcessorContext, Record } from '../../runtime/processor.js';
 import type { KeyValueStore } from '../../state/store.js';
 import type { AgentEvent, ConversationEvent, RoutingDecision } from '../../schemas/types.js';
+import { StoredStreamTime } from '../stored-stream-time.js';
 import {
   applyAgentEvent,
   chooseAgent,
@@ -23,6 +24,7 @@ import {
   queueHead,
   queueKey,
   skillGaugeKey,
+  STREAM_TIME_KEY,
   type ConversationState,
   type RoutingCounter,
   type SkillGauges,
@@ -60,6 +62,7 @@ export class RoutingProcessor implements Processor<string, RoutingInput, string,
   private queue!: KeyValueStore<string, WaitingConversation>;
   private stats!: KeyValueStore<string, SkillGauges | number>;
   private endedExpiry!: KeyValueStore<string, number>;
+  private streamTime!: StoredStreamTime;
 
   constructor(private readonly opts: RoutingProcessorOptions) {}
 
@@ -70,10 +73,12 @@ export class RoutingProcessor implements Processor<string, RoutingInput, string,
     this.queue = ctx.getStore(RoutingStores.queue);
     this.stats = ctx.getStore(RoutingStores.stats);
     this.endedExpiry = ctx.getStore(RoutingStores.endedExpiry);
-    ctx.schedule(this.opts.cleanupIntervalMs, 'stream-time', (streamTime) => this.forgetEnded(streamTime));
+    this.streamTime = new StoredStreamTime(this.endedExpiry, STREAM_TIME_KEY);
+    ctx.schedule(this.opts.cleanupIntervalMs, 'stream-time', () => this.forgetEnded());
   }
 
   async process(record: Record<string, RoutingInput>): Promise<void> {
+    await this.streamTime.advance(record.timestamp);
     const topic = this.ctx.recordMetadata()?.topic;
     if (topic === this.opts.agentTopic) await this.onAgentEvent(record.value as AgentEvent, record.timestamp);
     else if (topic === this.opts.conversationTopic) await this.onConversationEvent(record.value as ConversationEvent, record.timestamp);
@@ -96,7 +101,7 @@ export class RoutingProcessor implements Processor<string, RoutingInput, string,
 
   private async onRequested(ev: ConversationEvent, timestamp: number): Promise<void> {
     const tenant = ev.tenantId;
-    const existing = await this.conversations.get(conversationKey(tenant, ev.conversationId));
+    const existing = await this.conversation(tenant, ev.conversationId);
     if (existing) return this.count(tenant, existing.state === 'ENDED' ? 'requestAfterEnd' : 'requestRepeated');
     // Validation guarantees skill and priority on REQUESTED.
     const waiting: WaitingConversation = { conversationId: ev.conversationId, skill: ev.skill!, priority: ev.priority!, requestedAt: ev.eventTime };
@@ -113,8 +118,7 @@ export class RoutingProcessor implements Processor<string, RoutingInput, string,
 
   private async onEnded(ev: ConversationEvent, timestamp: number): Promise<void> {
     const tenant = ev.tenantId;
-    const key = conversationKey(tenant, ev.conversationId);
-    const existing = await this.conversations.get(key);
+    const existing = await this.conversation(tenant, ev.conversationId);
     if (!existing || existing.state === 'ENDED') {
       await this.count(tenant, 'endedUnknown');
       // An ENDED seen first still guards against a REQUESTED arriving after it.
@@ -197,8 +201,19 @@ export class RoutingProcessor implements Processor<string, RoutingInput, string,
     this.endedExpiry.put(endedExpiryKey(endedAt, tenant, conversationId), endedAt);
   }
 
-  private async forgetEnded(streamTime: number): Promise<void> {
-    const cutoff = streamTime - this.opts.endedRetentionMs;
+  /**
+   * A conversation's state, with an ENDED one older than the retention (by this processor's stored stream time)
+   * treated as forgotten whether or not `forgetEnded` has deleted it yet: decisions then do not depend on when the
+   * cleanup punctuator ran or where restarts fell.
+   */
+  private async conversation(tenant: string, conversationId: string): Promise<ConversationState | undefined> {
+    const state = await this.conversations.get(conversationKey(tenant, conversationId));
+    if (state?.state === 'ENDED' && state.endedAt < (await this.streamTime.now()) - this.opts.endedRetentionMs) return undefined;
+    return state;
+  }
+
+  private async forgetEnded(): Promise<void> {
+    const cutoff = (await this.streamTime.now()) - this.opts.endedRetentionMs;
     if (cutoff <= 0) return;
     const expired: Array<[string, number]> = [];
     for await (const { key, value } of this.endedExpiry.range(undefined, endedExpiryUpperBound(cutoff - 1))) expired.push([key, value]);

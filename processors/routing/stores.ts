@@ -12,6 +12,7 @@
  * | routing-stats           | `<tenant>␀skill␀<skill>`                                  | SkillGauges: { waiting, active }        |
  * |                         | `<tenant>␀count␀<name>`                                   | number (ignored events, see RoutingCounter) |
  * | routing-ended-expiry    | `<16 hex: endedAt>␀<tenant>␀<conversationId>`             | endedAt; forgets ENDED tombstones after the retention |
+ * |                         | `stream-time` (sorts after every hex key)                  | the processor's stream time (StoredStreamTime) |
  * | routing-agent-event-ids, routing-conversation-event-ids | see processors/dedupe.ts  | dedupe of eventIds, duplicate counts |
  *
  * (␀ is U+0000.) The queue key sorts, within one (tenant, skill), in serving order: priority high to low, then
@@ -92,6 +93,9 @@ export function skillGaugeKey(tenantId: string, skill: string): string {
 export function counterKey(tenantId: string, name: RoutingCounter): string {
   return `${tenantId}${SEP}count${SEP}${name}`;
 }
+
+/** The key of the routing processor's own stream time in `routing-ended-expiry`; no expiry key reaches it in a scan. */
+export const STREAM_TIME_KEY = 'stream-time';
 
 export function endedExpiryKey(endedAt: number, tenantId: string, conversationId: string): string {
   return `${hex16(endedAt)}${SEP}${tenantId}${SEP}${conversationId}`;

@@ -6,7 +6,7 @@ import { TopologyTestDriver, Serdes, partitionForKey, type InMemoryLog } from '.
 import { StateDirectory } from '../../state/state-directory.js';
 import { routingTopology } from '../../topologies/routing.js';
 import { duplicatesCounted } from '../../processors/dedupe.js';
-import { RoutingStores, agentsOfTenant, routingCounters, skillGauges, type SkillGauges } from '../../processors/routing/stores.js';
+import { RoutingStores, STREAM_TIME_KEY, agentsOfTenant, routingCounters, skillGauges, type SkillGauges } from '../../processors/routing/stores.js';
 import type { AgentState } from '../../processors/routing/policy.js';
 import type { AgentEvent, ConversationEvent, RoutingDecision } from '../../schemas/types.js';
 import { generateRoutingEvents, type GeneratedEvent } from '../fixtures/routing-generator.js';
@@ -536,7 +536,27 @@ describe('routing policy, case by case', () => {
     const expiry = await driver.getStore<string, number>(RoutingStores.endedExpiry, p);
     const left: string[] = [];
     for await (const { key } of expiry.all()) left.push(key);
-    expect(left).toEqual([]);
+    expect(left).toEqual([STREAM_TIME_KEY]); // every expiry entry gone; only the processor's stream time is left
+    expect(await expiry.get(STREAM_TIME_KEY)).toBe(61_000);
+  });
+
+  it('an ended conversation is forgotten by the retention rule itself: before any sweep, and after a restart', async () => {
+    const topology = routingTopology({ serdes, backend: 'memory', partitions: PARTITIONS, endedRetentionMs: 10_000, dedupeRetentionMs: 10_000 });
+    const first = new Script(new TopologyTestDriver(topology, { defaultPartitions: PARTITIONS }));
+    await first.login('a1', 1_000, { max: 5 });
+    await first.request('c1', 2_000);
+    await first.end('c1', 3_000);
+    await first.driver.close();
+    // Local state gone: the stores and this processor's stream time come back from the changelogs; the task's own
+    // stream time and its sweep schedule start over (the next sweep would be at 60,000).
+    const second = new Script(new TopologyTestDriver(topology, { defaultPartitions: PARTITIONS, log: first.driver.log }));
+    await second.driver.readOutput('routing-decisions', Serdes.string(), Serdes.json());
+    expect(await second.request('c1', 12_000, { eventId: 'again-1' })).toEqual([]); // 3,000 >= 12,000 - 10,000: remembered
+    const decided = await second.request('c1', 13_100, { eventId: 'again-2' }); // 3,000 < 13,100 - 10,000: forgotten
+    expect(decided.map((d) => [d.conversationId, d.agentId])).toEqual([['c1', 'a1']]);
+    const { stats } = await second.stores();
+    expect(await routingCounters(stats, T)).toEqual({ requestAfterEnd: 1 });
+    await second.driver.close();
   });
 
   it('sends invalid records to the dead-letter topic with the reason', async () => {
