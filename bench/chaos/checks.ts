@@ -1,9 +1,10 @@
 /**
  * The chaos run's checks beyond the main job's (cli/demo/checks.ts, which compare every table and key with a
  * recomputation from the input, and the dead-letter topics with the malformed records sent):
- * - outputs exactly once: the output topics themselves (read_committed) hold no record twice — every ledger entry id
- *   once, every position update once per (position, trade version that caused it), no reconciliation result twice
- *   for a paymentId, no routing decision twice for a conversation. The tables upsert by id, so a doubled output
+ * - outputs exactly once: the output topics themselves (read_committed) hold no record twice — every ledger entry
+ *   (account and entry id: an entry id is unique inside its account only) once, every position update once per
+ *   (position, trade version that caused it), no reconciliation result twice for a paymentId, no routing decision
+ *   twice for a conversation (tenant and conversation id). The tables upsert by those keys, so a doubled output
  *   would not show there: it is caught here, where a processing that was applied twice would leave it;
  * - sinks equal the topics: every ledger entry and routing decision of the topics is in Postgres with the same
  *   figures and nothing else is, every routing decision is in Redis with the same figures and nothing else is;
@@ -55,6 +56,11 @@ interface Outputs {
   decisions: RoutingDecision[];
 }
 
+/** What identifies a ledger entry: its account and its id (both the table's key and the topic's identity). */
+const entryKey = (e: Pick<LedgerEntry, 'accountId' | 'entryId'>) => `${e.accountId}/${e.entryId}`;
+/** What identifies a routing decision: its tenant and its conversation. */
+const decisionKey = (d: Pick<RoutingDecision, 'tenantId' | 'conversationId'>) => `${d.tenantId}/${d.conversationId}`;
+
 /** Keys seen more than once. */
 function repeated(keys: Iterable<string>): string[] {
   const seen = new Set<string>();
@@ -66,10 +72,10 @@ function repeated(keys: Iterable<string>): string[] {
 function outputsOnce(o: Outputs): Check {
   const json = (v: unknown) => JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x));
   const problems = [
-    ...repeated(o.ledger.map((e) => e.entryId)).map((id) => `ledger entry ${id} is in ledger-entries more than once`),
+    ...repeated(o.ledger.map(entryKey)).map((id) => `ledger entry ${id} is in ledger-entries more than once`),
     ...repeated(o.positions.map((p) => `${p.accountId}|${p.instrument} after ${p.lastTradeId} v${p.lastTradeVersion}`)).map((k) => `position ${k} is in positions more than once`),
     ...repeated(o.reconciliations.map((r) => `${r.paymentId} ${json(r)}`)).map((k) => `reconciliation ${k.split(' ')[0]} is in reconciliations more than once with the same result`),
-    ...repeated(o.decisions.map((d) => `${d.tenantId}/${d.conversationId}`)).map((k) => `conversation ${k} is in routing-decisions more than once`),
+    ...repeated(o.decisions.map(decisionKey)).map((k) => `conversation ${k} is in routing-decisions more than once`),
   ];
   return check(
     'outputs exactly once',
@@ -86,14 +92,16 @@ async function sinksEqualTopics(inp: ChaosCheckInputs, o: Outputs): Promise<Chec
   const ledgerRows = await inp.pg.query<{ entry_id: string; account_id: string; side: string; amount: string; reverses: string | null }>(
     `SELECT entry_id, account_id, side, amount::text, reverses FROM ${schema}.ledger_entries`,
   );
-  const inPostgres = new Map(ledgerRows.rows.map((r) => [r.entry_id, `${r.account_id} ${r.side} ${r.amount} ${r.reverses ?? '-'}`]));
+  const inPostgres = new Map(
+    ledgerRows.rows.map((r) => [entryKey({ accountId: r.account_id, entryId: r.entry_id }), `${r.account_id} ${r.side} ${r.amount} ${r.reverses ?? '-'}`]),
+  );
   for (const e of o.ledger) {
     const want = `${e.accountId} ${e.side} ${formatDecimal(e.amount, Scale.notional)} ${e.reverses ?? '-'}`;
-    const have = inPostgres.get(e.entryId);
-    if (have === undefined) problems.push(`Postgres: ledger entry ${e.entryId} is missing`);
-    else if (have !== want) problems.push(`Postgres: ledger entry ${e.entryId} is ${have}, the topic says ${want}`);
+    const have = inPostgres.get(entryKey(e));
+    if (have === undefined) problems.push(`Postgres: ledger entry ${entryKey(e)} is missing`);
+    else if (have !== want) problems.push(`Postgres: ledger entry ${entryKey(e)} is ${have}, the topic says ${want}`);
   }
-  const ledgerIds = new Set(o.ledger.map((e) => e.entryId));
+  const ledgerIds = new Set(o.ledger.map(entryKey));
   for (const id of inPostgres.keys()) if (!ledgerIds.has(id)) problems.push(`Postgres: ledger entry ${id} is not in the topic`);
 
   // routing decisions: Postgres and Redis = the topic, decision by decision
@@ -104,16 +112,16 @@ async function sinksEqualTopics(inp: ChaosCheckInputs, o: Outputs): Promise<Chec
        FROM ${schema}.routing_decisions`,
   );
   const decisionsInPostgres = new Map(
-    routingRows.rows.map((r) => [r.conversation_id, decisionText({ tenantId: r.tenant_id, agentId: r.agent_id, assignedAt: Number(r.assigned_at), waitMs: Number(r.wait_ms), queued: r.queued })]),
+    routingRows.rows.map((r) => [decisionKey({ tenantId: r.tenant_id, conversationId: r.conversation_id }), decisionText({ tenantId: r.tenant_id, agentId: r.agent_id, assignedAt: Number(r.assigned_at), waitMs: Number(r.wait_ms), queued: r.queued })]),
   );
   const prefix = inp.plan.redisPrefix;
   const redisKey = (d: RoutingDecision) => `${prefix}:routing-decision:${d.tenantId}:${d.conversationId}`;
   const inRedis = o.decisions.length === 0 ? [] : await inp.redis.mget(...o.decisions.map(redisKey));
   for (const [i, d] of o.decisions.entries()) {
     const want = decisionText(d);
-    const pgHave = decisionsInPostgres.get(d.conversationId);
-    if (pgHave === undefined) problems.push(`Postgres: routing decision of ${d.conversationId} is missing`);
-    else if (pgHave !== want) problems.push(`Postgres: routing decision of ${d.conversationId} is ${pgHave}, the topic says ${want}`);
+    const pgHave = decisionsInPostgres.get(decisionKey(d));
+    if (pgHave === undefined) problems.push(`Postgres: routing decision of ${decisionKey(d)} is missing`);
+    else if (pgHave !== want) problems.push(`Postgres: routing decision of ${decisionKey(d)} is ${pgHave}, the topic says ${want}`);
     const text = inRedis[i];
     if (text === null || text === undefined) {
       problems.push(`Redis: ${redisKey(d)} is missing`);
@@ -122,7 +130,7 @@ async function sinksEqualTopics(inp: ChaosCheckInputs, o: Outputs): Promise<Chec
     const r = JSON.parse(text) as RoutingDecision;
     if (decisionText(r) !== want) problems.push(`Redis: ${redisKey(d)} is ${decisionText(r)}, the topic says ${want}`);
   }
-  const conversations = new Set(o.decisions.map((d) => d.conversationId));
+  const conversations = new Set(o.decisions.map(decisionKey));
   for (const id of decisionsInPostgres.keys()) if (!conversations.has(id)) problems.push(`Postgres: routing decision of ${id} is not in the topic`);
   const redisDecisionKeys = await countKeys(inp.redis, `${prefix}:routing-decision:`);
   if (redisDecisionKeys !== conversations.size) problems.push(`Redis holds ${n(redisDecisionKeys)} routing-decision keys, the topic ${n(conversations.size)} decisions`);

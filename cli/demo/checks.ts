@@ -162,10 +162,10 @@ async function ledgerCheck(inp: CheckInputs, facts: Facts): Promise<Check> {
   );
   const perVersion = await inp.pg.query<{ groups: string; unbalanced: string; sample: string | null }>(
     `SELECT count(*) AS groups, count(*) FILTER (WHERE net <> 0) AS unbalanced,
-            min(trade_id || ' v' || trade_version || CASE WHEN reversal THEN ' reversal' ELSE ' posting' END) FILTER (WHERE net <> 0) AS sample
-       FROM (SELECT trade_id, trade_version, reverses IS NOT NULL AS reversal,
+            min(account_id || ' ' || trade_id || ' v' || trade_version || CASE WHEN reversal THEN ' reversal' ELSE ' posting' END) FILTER (WHERE net <> 0) AS sample
+       FROM (SELECT account_id, trade_id, trade_version, reverses IS NOT NULL AS reversal,
                     sum(CASE WHEN side = 'DEBIT' THEN amount ELSE -amount END) AS net
-               FROM ${t} GROUP BY 1, 2, 3) g`,
+               FROM ${t} GROUP BY 1, 2, 3, 4) g`,
   );
   const entries = perCurrency.rows.reduce((s, r) => s + Number(r.entries), 0);
   facts.ledgerEntries = entries;

@@ -82,11 +82,14 @@ const reconciliationStatuses = ['MATCHED', 'AMOUNT_MISMATCH', 'MISSING_SETTLEMEN
 const vendors = ['ADYEN', 'SEPA'] as const;
 
 export const postgresWriters = {
-  /** routing-decisions → routing_decisions (conversation_id PK; one decision per conversation, latest wins) */
+  /**
+   * routing-decisions → routing_decisions ((tenant_id, conversation_id) PK: a conversation id is unique inside its
+   * tenant only; one decision per conversation, latest wins)
+   */
   routingDecisions(): PostgresTopicWriter {
     return unnestWriter({
       table: 'routing_decisions',
-      key: ['conversation_id'],
+      key: ['tenant_id', 'conversation_id'],
       mode: 'latest',
       columns: [
         { name: 'conversation_id', type: 'text' },
@@ -158,11 +161,14 @@ export const postgresWriters = {
     });
   },
 
-  /** ledger-entries → ledger_entries (entry_id PK, insert-only: a replay converges to the same table) */
+  /**
+   * ledger-entries → ledger_entries ((account_id, entry_id) PK: an entry id comes from the trade id, unique inside
+   * its account only; insert-only: a replay converges to the same table)
+   */
   ledgerEntries(): PostgresTopicWriter {
     return unnestWriter({
       table: 'ledger_entries',
-      key: ['entry_id'],
+      key: ['account_id', 'entry_id'],
       mode: 'insert-only',
       columns: [
         { name: 'entry_id', type: 'text' },

@@ -6,9 +6,11 @@ import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OffsetConflictError } from '../../sinks/errors.js';
 import { PostgresSink } from '../../sinks/postgres/postgres-sink.js';
+import { MIGRATIONS_DIR, MIGRATIONS_TABLE } from '../../sinks/postgres/migrate.js';
+import { postgresWriters } from '../../sinks/postgres/writers.js';
 import { SinkRunner, type SinkRunnerConfig, type SinkRunnerEvents } from '../../sinks/sink-runner.js';
 import { buildSink, type SinkSpec } from '../fixtures/sink-factory.js';
-import { ledgerEntries, positions, reconciliations, routingDecisions } from '../fixtures/sink-data.js';
+import { decisionKey, entryKey, ledgerEntries, positions, reconciliations, routingDecisions, sharedIds } from '../fixtures/sink-data.js';
 import { partitionForKey } from '../../runtime/partitioner.js';
 import { brokers, createTopics, unique, waitFor } from '../helpers/kafka.js';
 import { ChildWorker } from '../helpers/processes.js';
@@ -16,6 +18,7 @@ import { expectTablesExact } from './postgres-check.js';
 import {
   dropSchema,
   freshSchema,
+  PG,
   pgClient,
   pgStoredOffsets,
   produceTransactional,
@@ -123,7 +126,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     expect(a.status().batches).toBeLessThanOrEqual(1); // at most an offsets-only flush; the records are pending
     await a.stop();
     const count = async () => Number((await control.query(`SELECT count(*) FROM "${spec.schema}".ledger_entries`)).rows[0].count);
-    await expect(count()).resolves.toBe(new Set(first.map((r) => r.value.entryId)).size);
+    await expect(count()).resolves.toBe(new Set(first.map((r) => entryKey(r.value))).size);
     await produceTransactional([{ topic: spec.topics.ledgerEntries!, partitions: PARTITIONS, records: ledger.records.slice(600) }]);
     const b = startRunner(spec);
     await b.start();
@@ -317,7 +320,8 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     await waitUntilStored('every offset stored, past the aborted records', topicsOf(spec), stored(spec));
     await runner.stop();
     const committed = [...part(ledger.records, 0), ...part(ledger.records, 2)];
-    const expectedLedger = new Map([...ledger.expected].filter(([id]) => committed.some((r) => r.value.entryId === id)));
+    const committedKeys = new Set(committed.map((r) => entryKey(r.value)));
+    const expectedLedger = new Map([...ledger.expected].filter(([key]) => committedKeys.has(key)));
     const expectedPos = new Map<string, (typeof pos.rows)[number]>();
     for (const i of [0, 2]) for (const row of part(pos.rows, i)) expectedPos.set(`${row.accountId}|${row.instrument}`, row);
     await expectTablesExact(control, spec.schema!, { ledger: expectedLedger, positions: expectedPos });
@@ -356,10 +360,13 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     expect(BigInt(p1.committed!)).toBeLessThanOrEqual(BigInt(badOffset));
     // every record of partition 1 before the bad one is written (the stall can show before their flush lands)
     const before = ledger.records.filter((r) => partitionForKey(Buffer.from(r.key), PARTITIONS) === 1);
-    const ids = [...new Set(before.map((r) => r.value.entryId))];
+    const entries = [...new Map(before.map((r) => [entryKey(r.value), r.value])).values()];
     await waitFor('partition 1 written up to the bad record', async () => {
-      const rows = await control.query(`SELECT entry_id FROM "${spec.schema}".ledger_entries WHERE entry_id = ANY($1)`, [ids]);
-      return rows.rowCount === ids.length;
+      const rows = await control.query(
+        `SELECT 1 FROM "${spec.schema}".ledger_entries JOIN unnest($1::text[], $2::text[]) AS w(account_id, entry_id) USING (account_id, entry_id)`,
+        [entries.map((e) => e.accountId), entries.map((e) => e.entryId)],
+      );
+      return rows.rowCount === entries.length;
     }, 20_000);
     await runner.stop();
   });
@@ -367,7 +374,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
   it('a stale batch (zombie) is refused by the offsets compare-and-set; a retried one is recognised as applied', async () => {
     const schema = freshSchema('zombie');
     schemas.push(schema);
-    const sink = new PostgresSink({ name: unique('pg-zombie'), schema, writers: { t: (await import('../../sinks/postgres/writers.js')).postgresWriters.ledgerEntries() } });
+    const sink = new PostgresSink({ name: unique('pg-zombie'), schema, writers: { t: postgresWriters.ledgerEntries() } });
     await sink.init();
     try {
       const rec = (i: number) => ({ topic: 't', partition: 0, offset: BigInt(i), key: 'k', value: ledgerEntries(3, 51).records[i]!.value, timestamp: 0, headers: {} });
@@ -392,6 +399,147 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
       );
     } finally {
       await sink.destroy();
+      await sink.destroy();
+    }
+  });
+
+  it('ids unique only inside an account or a tenant: accounts sharing trade ids and tenants sharing conversations keep their own rows', async () => {
+    const spec = await setup('shared', ['ledgerEntries', 'routingDecisions']);
+    const accounts = ['ACC-A', 'ACC-B', 'ACC-C', 'ACC-D', 'ACC-E', 'ACC-F'];
+    const tenants = ['tenant-a', 'tenant-b', 'tenant-c', 'tenant-d', 'tenant-e', 'tenant-f'];
+    const shared = sharedIds({ accounts, tenants, trades: 40, conversations: 40 });
+    const half = <T,>(list: readonly T[], i: number) => list.slice(i * Math.ceil(list.length / 2), (i + 1) * Math.ceil(list.length / 2));
+    const inputs = (i: number) => [
+      { topic: spec.topics.ledgerEntries!, partitions: PARTITIONS, records: half(shared.ledger.records, i) },
+      { topic: spec.topics.routingDecisions!, partitions: PARTITIONS, records: half(shared.routing.records, i) },
+    ];
+    const runner = startRunner(spec);
+    await runner.start();
+    // the first half: ids meet inside a batch; the second half: ids meet the rows the tables already hold
+    await produceTransactional(inputs(0));
+    await waitUntilStored('the first half stored', topicsOf(spec), stored(spec));
+    await produceTransactional(inputs(1));
+    await waitUntilStored('every offset stored', topicsOf(spec), stored(spec));
+    await runner.stop();
+    expect(runner.status().recordsWritten).toBe(shared.ledger.records.length + shared.routing.records.length);
+    await expectTablesExact(control, spec.schema!, { ledger: shared.ledger.expected, routing: shared.routing.expected });
+
+    // one entry id, posted by every account: a row per account with that account's own amount
+    const entry = await control.query<{ account_id: string; amount: string; ledger_account: string }>(
+      `SELECT account_id, amount, ledger_account FROM "${spec.schema}".ledger_entries WHERE entry_id = $1 ORDER BY account_id`,
+      ['T-7:1:cash'],
+    );
+    const wantEntry = accounts.map((accountId) => {
+      const e = shared.ledger.expected.get(entryKey({ accountId, entryId: 'T-7:1:cash' }))!;
+      return { account_id: accountId, amount: e.amountText, ledger_account: e.ledgerAccount };
+    });
+    expect(new Set(wantEntry.map((e) => e.amount)).size).toBe(accounts.length);
+    expect(entry.rows).toEqual(wantEntry);
+    // the amend of one account posts reversals in that account only
+    const reversals = await control.query<{ account_id: string; entry_id: string; reverses: string }>(
+      `SELECT account_id, entry_id, reverses FROM "${spec.schema}".ledger_entries WHERE reverses IS NOT NULL ORDER BY entry_id`,
+    );
+    expect(reversals.rows).toEqual([
+      { account_id: 'ACC-A', entry_id: 'T-0:1:cash:reversal', reverses: 'T-0:1:cash' },
+      { account_id: 'ACC-A', entry_id: 'T-0:1:securities:reversal', reverses: 'T-0:1:securities' },
+    ]);
+
+    // one conversation id, decided in every tenant: a row per tenant with that tenant's agent; the tenant that
+    // decided it again holds its latest decision, the others their own
+    const decision = await control.query<{ tenant_id: string; agent_id: string; requested_at: Date }>(
+      `SELECT tenant_id, agent_id, requested_at FROM "${spec.schema}".routing_decisions WHERE conversation_id = $1 ORDER BY tenant_id`,
+      ['conv-0'],
+    );
+    const wantDecision = tenants.map((tenantId) => {
+      const d = shared.routing.expected.get(decisionKey({ tenantId, conversationId: 'conv-0' }))!;
+      return { tenant_id: tenantId, agent_id: d.agentId, requested_at: new Date(d.requestedAt) };
+    });
+    expect(decision.rows).toEqual(wantDecision);
+    const redecided = shared.routing.records.filter((r) => r.value.tenantId === 'tenant-a' && r.value.conversationId === 'conv-0');
+    expect(redecided).toHaveLength(2);
+    expect(decision.rows[0]!.requested_at.getTime()).toBe(redecided[1]!.value.requestedAt);
+  });
+
+  it('a database migrated before the account and tenant keys keeps its rows and takes the new keys', async () => {
+    const schema = freshSchema('upgrade');
+    schemas.push(schema);
+    // the schema as deployed before: only the first migration applied
+    const { runner } = await import('node-pg-migrate');
+    const silent = () => undefined;
+    await runner({
+      databaseUrl: PG,
+      dir: MIGRATIONS_DIR,
+      direction: 'up',
+      count: 1,
+      migrationsTable: MIGRATIONS_TABLE,
+      schema,
+      createSchema: true,
+      createMigrationsSchema: true,
+      checkOrder: true,
+      logger: { debug: silent, info: silent, warn: silent, error: silent },
+    });
+    // the primary key of every table of the sink (node-pg-migrate's own table aside)
+    const keysOf = async () => {
+      const res = await control.query<{ table: string; key: string[] }>(
+        `SELECT c.relname AS table, array_agg(a.attname::text ORDER BY k.ord) AS key
+           FROM pg_index i
+           JOIN pg_class c ON c.oid = i.indrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+          WHERE i.indisprimary AND n.nspname = $1 AND c.relname <> $2
+          GROUP BY c.relname`,
+        [schema, MIGRATIONS_TABLE],
+      );
+      return Object.fromEntries(res.rows.map((r) => [r.table, r.key]));
+    };
+    expect(await keysOf()).toMatchObject({ ledger_entries: ['entry_id'], routing_decisions: ['conversation_id'] });
+    const shared = sharedIds({ accounts: ['ACC-A', 'ACC-B'], tenants: ['tenant-a', 'tenant-b'], trades: 1, conversations: 1 }, 61);
+    const [a, b] = [...shared.ledger.expected.values()].filter((e) => e.entryId === 'T-0:1:cash');
+    const [x, y] = [...shared.routing.expected.values()];
+    expect([a!.accountId, b!.accountId, x!.tenantId, y!.tenantId]).toEqual(['ACC-A', 'ACC-B', 'tenant-a', 'tenant-b']);
+    // rows written under the old keys
+    const iso = (ms: number) => new Date(ms).toISOString();
+    await control.query(
+      `INSERT INTO "${schema}".ledger_entries (entry_id, account_id, trade_id, trade_version, ledger_account, side, amount, currency, reverses, posted_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      [a!.entryId, a!.accountId, a!.tradeId, a!.tradeVersion, a!.ledgerAccount, a!.side, a!.amountText, a!.currency, a!.reverses, iso(a!.postedAt)],
+    );
+    await control.query(
+      `INSERT INTO "${schema}".routing_decisions (conversation_id, tenant_id, agent_id, skill, priority, requested_at, assigned_at, wait_ms, queued, reason)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      [x!.conversationId, x!.tenantId, x!.agentId, x!.skill, x!.priority, iso(x!.requestedAt), iso(x!.assignedAt), x!.waitMs, x!.queued, x!.reason],
+    );
+
+    const sink = new PostgresSink({
+      name: unique('pg-upgrade'),
+      schema,
+      writers: { ledger: postgresWriters.ledgerEntries(), routing: postgresWriters.routingDecisions() },
+    });
+    await sink.init(); // migrates the rest
+    try {
+      const applied = await control.query<{ name: string }>(`SELECT name FROM "${schema}".${MIGRATIONS_TABLE} ORDER BY id`);
+      expect(applied.rows.map((r) => r.name)).toEqual(['0001_sink-tables', '0002_account-and-tenant-keys']);
+      expect(await keysOf()).toEqual({
+        ledger_entries: ['account_id', 'entry_id'],
+        routing_decisions: ['tenant_id', 'conversation_id'],
+        positions: ['account_id', 'instrument'],
+        reconciliations: ['payment_id'],
+        sink_offsets: ['sink', 'topic', 'partition'],
+      });
+      // the other account's entry and the other tenant's decision under the same ids, and the old rows replayed
+      const rec = (topic: string, offset: bigint, value: object) => ({ topic, partition: 0, offset, key: 'k', value, timestamp: 0, headers: {} });
+      sink.add(rec('ledger', 0n, a!));
+      sink.add(rec('ledger', 1n, b!));
+      sink.add(rec('routing', 0n, x!));
+      sink.add(rec('routing', 1n, y!));
+      const flushed = await sink.flush(sink.takeBatch(), [
+        { topic: 'ledger', partition: 0, expected: null, next: 2n },
+        { topic: 'routing', partition: 0, expected: null, next: 2n },
+      ]);
+      expect(flushed).toEqual({ rows: 3, alreadyApplied: false }); // b, and x (latest wins: rewritten) and y
+      await expectTablesExact(control, schema, { ledger: new Map([a!, b!].map((e) => [entryKey(e), e])), routing: shared.routing.expected });
+    } finally {
       await sink.destroy();
     }
   });
