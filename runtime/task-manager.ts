@@ -127,17 +127,21 @@ export class TaskManager {
     this.deps.onStateChange?.();
   }
 
-  /** Commit one task under its lock, handling the errors a commit can raise. */
-  async commit(task: Task): Promise<void> {
+  /**
+   * Commit one task under its lock, handling the errors a commit can raise. `due` is checked again inside the lock:
+   * a commit queued behind a slow one finds the task just committed and does nothing.
+   */
+  async commit(task: Task, due: (t: Task) => boolean = () => true): Promise<void> {
     await task
       .exclusive(async () => {
-        if (task.needsCommit) await task.commit();
+        if (task.needsCommit && due(task)) await task.commit();
       })
       .catch((err) => this.handleTaskError(task, err));
   }
 
   async commitDue(intervalMs: number): Promise<void> {
-    await Promise.all([...this.tasks.values()].filter((t) => t.needsCommit && t.msSinceCommit >= intervalMs).map((t) => this.commit(t)));
+    const due = (t: Task) => t.msSinceCommit >= intervalMs;
+    await Promise.all([...this.tasks.values()].filter((t) => t.needsCommit && due(t)).map((t) => this.commit(t, due)));
   }
 
   async commitAll(): Promise<void> {

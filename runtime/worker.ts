@@ -423,6 +423,7 @@ export class Worker {
     const task = this.taskManager.taskFor(batch.topic, batch.partition);
     if (!task || task.state !== 'RUNNING' || this.rejoining) return;
     let count = 0;
+    let commitError: unknown;
     try {
       await task.exclusive(async () => {
         if (task.state !== 'RUNNING') return;
@@ -430,10 +431,24 @@ export class Worker {
           if (!isRunning() || isStale() || this.rejoining) break;
           await task.process(batch.topic, batch.partition, m);
           resolveOffset(m.offset);
+          // The record bound holds per transaction, not per fetched batch: one fetch can bring far more records.
+          if (task.uncommittedRecords >= this.cfg.commitMaxRecords) {
+            try {
+              await task.commit();
+            } catch (err) {
+              // A failed commit is handled as the commit interval's are (TaskManager.commit), not as a processing error.
+              commitError = err;
+              return;
+            }
+          }
           // A big batch must not outlast the session: kafkajs sends only when the heartbeat interval has passed.
           if (++count % 500 === 0) await heartbeat().catch(() => undefined);
         }
       });
+      if (commitError !== undefined) {
+        await this.taskManager.handleTaskError(task, commitError);
+        return;
+      }
     } catch (err) {
       if (err instanceof WeirError && err.retriable && !(err instanceof TaskMigratedError) && !(err instanceof TaskCorruptedError)) {
         // The records from the failed one on stay unresolved and are fetched again after a pause.
@@ -446,7 +461,6 @@ export class Worker {
     }
     if (count > 0) this.emit('processed', { taskId: task.id, records: count });
     if (this.emitter.listenerCount('lag') > 0) this.emit('lag', { topic: batch.topic, partition: batch.partition, lag: Number(batch.offsetLag()) });
-    if (task.uncommittedRecords >= this.cfg.commitMaxRecords) await this.taskManager.commit(task);
     await heartbeat().catch(() => undefined);
   }
 

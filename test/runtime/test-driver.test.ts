@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { TopologyTestDriver, Serdes, TopologyBuilder, keyValueStore, ProcessingError, RecordRejectedError, type Processor, type ProcessorContext, type Record } from '../../index.js';
+import { TopologyTestDriver, Serdes, TopologyBuilder, keyValueStore, ProcessingError, RecordRejectedError, type Headers, type Processor, type ProcessorContext, type Record } from '../../index.js';
+import { partitionForKey } from '../../runtime/partitioner.js';
 import { runningSumTopology, type SumInput, type SumOutput } from '../fixtures/running-sum.js';
 import { StateDirectory } from '../../state/state-directory.js';
 
@@ -90,6 +91,46 @@ describe('TopologyTestDriver semantics', () => {
     await driver.advanceWallClockTime(999);
     await driver.advanceWallClockTime(1);
     expect(fired).toEqual(['stream@12', 'stream@35', 'wall@1000']);
+    await driver.close();
+  });
+
+  it('shows a processor the topic, partition, offset, timestamp and headers of each piped record', async () => {
+    const seen: Array<{ topic: string; partition: number; offset: string; timestamp: number; headers: Headers | undefined }> = [];
+    const inPunctuation: unknown[] = [];
+    class P implements Processor<string, string, string, string> {
+      private ctx!: ProcessorContext<string, string>;
+      init(ctx: ProcessorContext<string, string>) {
+        this.ctx = ctx;
+        ctx.schedule(1000, 'stream-time', () => void inPunctuation.push(ctx.recordMetadata()));
+      }
+      process(r: Record<string, string>) {
+        seen.push({ ...this.ctx.recordMetadata()!, timestamp: r.timestamp, headers: r.headers });
+      }
+    }
+    const topology = new TopologyBuilder()
+      .addSource('s', { topics: ['a', 'b'], keySerde: Serdes.string(), valueSerde: Serdes.string() })
+      .addProcessor('p', () => new P(), 's')
+      .build();
+    const driver = new TopologyTestDriver(topology, { partitions: { a: 3, b: 3 }, wallClockStart: 42 });
+    const binary = Buffer.from([0x00, 0xff, 0x7f, 0x80]);
+    await driver.pipeInput('a', 'x', 'v', { partition: 2, timestamp: 1000, headers: { trace: Buffer.from('t1'), bin: binary } });
+    await driver.pipeInput('a', 'x', 'v', { partition: 2, timestamp: 999, headers: { trace: Buffer.from('t2') } });
+    await driver.pipeInput('b', 'x', 'v', { partition: 2, timestamp: 5 });
+    await driver.pipeInput('a', 'y', 'v', { partition: 0, timestamp: 2500, headers: {} });
+    expect(partitionForKey(Buffer.from('z'), 3)).toBe(2);
+    await driver.pipeInput('a', 'z', 'v', { headers: { empty: Buffer.alloc(0) } });
+    await driver.pipeInput('a', 'x', 'v', { partition: 2, timestamp: 1001 });
+    expect(seen).toEqual([
+      { topic: 'a', partition: 2, offset: '0', timestamp: 1000, headers: { trace: Buffer.from('t1'), bin: binary } },
+      { topic: 'a', partition: 2, offset: '1', timestamp: 999, headers: { trace: Buffer.from('t2') } },
+      { topic: 'b', partition: 2, offset: '0', timestamp: 5, headers: {} },
+      { topic: 'a', partition: 0, offset: '0', timestamp: 2500, headers: {} },
+      // no partition given: the key's murmur2 partition (2 of 3 for 'z'); no timestamp given: the driver's wall clock
+      { topic: 'a', partition: 2, offset: '2', timestamp: 42, headers: { empty: Buffer.alloc(0) } },
+      { topic: 'a', partition: 2, offset: '3', timestamp: 1001, headers: {} },
+    ]);
+    // Punctuations belong to no record (task 0_2's stream time passed 1000 on its first record, task 0_0's on its 2500).
+    expect(inPunctuation).toEqual([undefined, undefined]);
     await driver.close();
   });
 
