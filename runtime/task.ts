@@ -266,7 +266,8 @@ export class Task {
 
   private async handleBadRecord(stage: DeadLetterStage, message: RawMessage, meta: RecordMetadata, err: unknown, node: string): Promise<void> {
     const reason = err instanceof Error ? err.message : String(err);
-    if (stage === 'deserialization' && this.opts.deserializationErrorPolicy === 'fail') {
+    // The deserialization policy covers every record that is bad in itself: undecodable, or rejected by validation.
+    if (stage !== 'processing' && this.opts.deserializationErrorPolicy === 'fail') {
       this.stateValue = 'FAILED';
       throw new ProcessingError(node, this.id, meta, err);
     }

@@ -107,6 +107,8 @@ export class Worker {
   private wasReady = false;
   private doneResolve!: () => void;
   private doneReject!: (err: unknown) => void;
+  /** The first fatal error, once one stopped the worker. */
+  private fatal: { err: unknown } | undefined;
   /** Settles when the worker stopped: resolves after `stop()`, rejects when a fatal error stopped it. */
   readonly done: Promise<void>;
 
@@ -220,7 +222,9 @@ export class Worker {
         await this.consumer?.disconnect();
       } finally {
         await this.release();
-        this.doneResolve();
+        // `done` tells how the worker ended: with the fatal error that stopped it, if one did
+        if (this.fatal === undefined) this.doneResolve();
+        else this.doneReject(this.fatal.err);
       }
     })();
     return this.stopping;
@@ -228,8 +232,9 @@ export class Worker {
 
   private fail(err: unknown): void {
     this.cfg.logger.error({ err }, 'worker stopping on a fatal error');
+    this.fatal ??= { err };
     this.emit('error', err);
-    void this.stop().finally(() => this.doneReject(err));
+    void this.stop().catch(() => undefined);
   }
 
   private async release(): Promise<void> {

@@ -2,7 +2,8 @@
  * The project's schema registry (infra/registry.ts) against the real thing: Apicurio Registry's
  * Confluent-compatible API, backed by PostgreSQL.
  *
- * - Schema ids survive a restart of the registry process.
+ * - Schema ids survive a restart of the registry process, and records written before it (kept in Kafka) still
+ *   decode with a client that has never seen their schema.
  * - The default compatibility rule is BACKWARD: an incompatible new version is refused with 409.
  *
  * This file always checks the project's own local registry (it restarts it), whatever
@@ -11,6 +12,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ccompatUrl, ensureRegistry, pinRegistry, registryStatus, type RegistryHandle } from '../../infra/registry.js';
+import { SchemaRegistryClient, avroSerde } from '../../schemas/index.js';
+import { createTopics, produce, readAll } from '../helpers/kafka.js';
 
 const CONTENT_TYPE = 'application/vnd.schemaregistry.v1+json';
 delete process.env.SCHEMA_REGISTRY_URL;
@@ -35,6 +38,12 @@ async function call(base: string, method: string, pathname: string, body?: unkno
     /* not JSON */
   }
   return { status: res.status, body: parsed };
+}
+
+/** V1's values; amounts in minor units. */
+interface PaymentV1 {
+  paymentId: string;
+  amount: number;
 }
 
 const record = (fields: object[]) => JSON.stringify({ type: 'record', name: 'Payment', namespace: 'weir.test', fields });
@@ -108,9 +117,24 @@ describe('schema registry (Apicurio, ccompat v7, PostgreSQL storage)', () => {
   });
 
   it(
-    'keeps the subject and the same id across a restart of the registry',
+    'keeps the subject and the same id across a restart of the registry; records written before it still decode',
     async () => {
       expect(id).toBeTypeOf('number');
+
+      // records written before the restart with the project's serde, kept in Kafka; the topic's value subject is
+      // the one registered above
+      const topic = subject.replace(/-value$/, '');
+      const values: PaymentV1[] = [
+        { paymentId: 'r-1', amount: 1250 },
+        { paymentId: 'r-2', amount: -75 },
+        { paymentId: 'r-3', amount: 123_456_789_012 },
+      ];
+      const writer = avroSerde<PaymentV1>(new SchemaRegistryClient({ url: api }), V1);
+      const written = await Promise.all(values.map((v) => writer.serialize(v, { topic })));
+      for (const bytes of written) expect(bytes.readInt32BE(1)).toBe(id);
+      await createTopics([{ topic, partitions: 1 }]);
+      await produce(topic, 1, values.map((v, i) => ({ key: v.paymentId, value: written[i]! })));
+
       restarted = true;
       await current.stop();
       // the process is really gone
@@ -137,6 +161,12 @@ describe('schema registry (Apicurio, ccompat v7, PostgreSQL storage)', () => {
       const lookup = await call(api, 'POST', `/subjects/${subject}`, { schema: V1 });
       expect(lookup.status).toBe(200);
       expect(lookup.body.id).toBe(id);
+
+      // read back from Kafka and decoded by a client with nothing cached: the schema comes from the restarted registry
+      const stored = await readAll(topic, 1);
+      expect(stored.map((m) => m.key?.toString())).toEqual(values.map((v) => v.paymentId));
+      const reader = avroSerde<PaymentV1>(new SchemaRegistryClient({ url: api }), V1, { autoRegister: false });
+      expect(await Promise.all(stored.map((m) => reader.deserialize(m.value!, { topic })))).toEqual(values);
     },
     300_000,
   );
