@@ -2,28 +2,36 @@
  * The live routing state writers (sinks/redis/routing-live-state.ts) on the real broker and the real server: the
  * routing stores' changelogs (keys `<tenant>␀<agentId>` and `<tenant>␀skill␀<skill>` / `<tenant>␀count␀<name>`,
  * JSON values, tombstones) read by the exactly-once runner into `<prefix>:agent-load:<tenant>` and
- * `<prefix>:queue-depth:<tenant>`. Each test has its own topics, sink name and key prefix.
+ * `<prefix>:queue-depth:<tenant>`, across a graceful restart, SIGKILLs of a sink process mid-batch and connections
+ * killed under load. Each test has its own topics, sink name and key prefix.
  */
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisSink } from '../../sinks/redis/redis-sink.js';
 import { routingLiveStateWriters } from '../../sinks/redis/routing-live-state.js';
-import { SinkRunner } from '../../sinks/sink-runner.js';
+import { SinkRunner, type SinkRunnerConfig, type SinkRunnerEvents } from '../../sinks/sink-runner.js';
 import { partitionForKey } from '../../runtime/partitioner.js';
 import { Serdes, type Serde } from '../../runtime/serde.js';
+import type { LiveStateSpec } from '../fixtures/live-state-sink-worker.js';
 import { brokers, createTopics, kafka, unique, waitFor } from '../helpers/kafka.js';
-import { deleteKeys, redisClient, redisStoredOffsets, waitUntilStored } from './support.js';
+import { ChildWorker } from '../helpers/processes.js';
+import { deleteKeys, killAtFlushBegin, killSinkConnections, redisClient, redisStoredOffsets, waitUntilStored } from './support.js';
 
 const PARTITIONS = 3;
 const SEP = '\u0000';
 let control: Redis;
 const prefixes: string[] = [];
 const runners: SinkRunner[] = [];
+const children: ChildWorker[] = [];
 
 beforeAll(() => {
   control = redisClient();
 });
 afterEach(async () => {
+  for (const c of children.splice(0)) {
+    c.kill('SIGKILL');
+    await c.waitExit().catch(() => undefined);
+  }
   for (const r of runners.splice(0)) await r.stop().catch(() => undefined);
 });
 afterAll(async () => {
@@ -39,7 +47,7 @@ interface ChangelogRecord {
 }
 
 /** Produce like a task's changelog: transactional, JSON values (tombstones as null values), partitioned by key. */
-async function produceChangelog(topic: string, records: readonly ChangelogRecord[], perTransaction = 150): Promise<void> {
+async function produceChangelog(topic: string, records: readonly ChangelogRecord[], perTransaction = 150, pauseMs = 0): Promise<void> {
   const producer = kafka().producer({ transactionalId: unique('weir-live-test'), idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
   await producer.connect();
   const json = Serdes.json<unknown>();
@@ -57,14 +65,19 @@ async function produceChangelog(topic: string, records: readonly ChangelogRecord
         })),
       });
       await tx.commit();
+      if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
     }
   } finally {
     await producer.disconnect();
   }
 }
 
-/** A seeded random walk of agent loads and skill gauges over a few tenants, with deletes, counters and a marker. */
-function changelogs(seed: number, n: number) {
+/**
+ * A seeded random walk of agent loads and skill gauges over a few tenants, with deletes, counters and a marker. With
+ * many agents each field is written only a few times, so the last values are spread over the whole stream (a write
+ * lost midway shows at the end) rather than all near its end.
+ */
+function changelogs(seed: number, n: number, agentCount = 4) {
   let a = seed >>> 0;
   const rnd = () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -74,7 +87,7 @@ function changelogs(seed: number, n: number) {
   };
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(rnd() * xs.length)]!;
   const tenants = ['t-a', 't-b', 't-c', 't-d', 't-e'];
-  const agentIds = ['ag-1', 'ag-2', 'ag-3', 'ag-4'];
+  const agentIds = Array.from({ length: agentCount }, (_, i) => `ag-${i + 1}`);
   const skills = ['billing', 'sales', 'tech', 'fr'];
   const agents: ChangelogRecord[] = [];
   const stats: ChangelogRecord[] = [];
@@ -117,7 +130,7 @@ function changelogs(seed: number, n: number) {
   return { agents, stats, expectedLoad, expectedDepth };
 }
 
-async function setup(label: string) {
+async function setup(label: string): Promise<LiveStateSpec> {
   const topics = { agents: unique(`live-${label}-routing-agents-changelog`), stats: unique(`live-${label}-routing-stats-changelog`) };
   await createTopics(Object.values(topics).map((topic) => ({ topic, partitions: PARTITIONS, compact: true })));
   const prefix = unique(`weirtest-live-${label}`);
@@ -125,7 +138,7 @@ async function setup(label: string) {
   return { topics, prefix, name: unique(`redis-live-${label}`) };
 }
 
-function startRunner(spec: Awaited<ReturnType<typeof setup>>, tombstones = true): SinkRunner {
+function startRunner(spec: LiveStateSpec, tombstones = true, extra: Partial<SinkRunnerConfig> = {}): SinkRunner {
   const json = Serdes.json<unknown>() as Serde<unknown>;
   const runner = new SinkRunner({
     sink: new RedisSink({
@@ -139,6 +152,7 @@ function startRunner(spec: Awaited<ReturnType<typeof setup>>, tombstones = true)
     batchSize: 200,
     flushIntervalMs: 100,
     sessionTimeoutMs: 6000,
+    ...extra,
   });
   runners.push(runner);
   return runner;
@@ -169,6 +183,16 @@ async function liveKeys(prefix: string): Promise<{ load: Map<string, Map<string,
 /** Redis drops a hash whose last field is deleted: an expected tenant with no fields is no key at all. */
 const nonEmpty = (m: Map<string, Map<string, string>>) => new Map([...m].filter(([, h]) => h.size > 0));
 
+/** The live state under the prefix is exactly the walk's last values: nothing missing, nothing left over, nothing else. */
+async function expectLiveExact(prefix: string, walk: ReturnType<typeof changelogs>): Promise<void> {
+  const got = await liveKeys(prefix);
+  expect(got.other).toEqual([]);
+  expect(got.load).toEqual(nonEmpty(walk.expectedLoad));
+  expect(got.depth).toEqual(nonEmpty(walk.expectedDepth));
+}
+
+const storedOf = (spec: LiveStateSpec) => () => redisStoredOffsets(control, spec.prefix, spec.name);
+
 describe('routing live state in Redis (real Kafka, real Redis)', () => {
   it('agent load and queue depth equal the changelogs’ last values, tombstones delete, across a restart', async () => {
     const spec = await setup('exact');
@@ -178,21 +202,18 @@ describe('routing live state in Redis (real Kafka, real Redis)', () => {
 
     const first = startRunner(spec);
     await first.start();
-    await waitUntilStored('the first half stored', Object.values(spec.topics), () => redisStoredOffsets(control, spec.prefix, spec.name));
+    await waitUntilStored('the first half stored', Object.values(spec.topics), storedOf(spec));
     await first.stop();
 
     // the second lifetime resumes from the offsets in Redis: nothing applied twice, nothing skipped
     await Promise.all([produceChangelog(spec.topics.agents, half(agents, 1)), produceChangelog(spec.topics.stats, half(stats, 1))]);
     const second = startRunner(spec);
     await second.start();
-    await waitUntilStored('every offset stored', Object.values(spec.topics), () => redisStoredOffsets(control, spec.prefix, spec.name));
+    await waitUntilStored('every offset stored', Object.values(spec.topics), storedOf(spec));
     expect(second.status()).toMatchObject({ state: 'running', lastError: null });
     await second.stop();
 
-    const got = await liveKeys(spec.prefix);
-    expect(got.other).toEqual([]);
-    expect(got.load).toEqual(nonEmpty(expectedLoad));
-    expect(got.depth).toEqual(nonEmpty(expectedDepth));
+    await expectLiveExact(spec.prefix, { agents, stats, expectedLoad, expectedDepth });
     // the walk exercised deletes and counters (so the checks above checked something)
     expect(agents.filter((r) => r.value === null).length).toBeGreaterThan(50);
     expect(stats.filter((r) => r.key.includes(`${SEP}count${SEP}`)).length).toBeGreaterThan(50);
@@ -219,4 +240,86 @@ describe('routing live state in Redis (real Kafka, real Redis)', () => {
     // the record before the tombstone landed, the one after it did not
     expect(await control.hgetall(`${spec.prefix}:agent-load:t-x`)).toEqual({ 'ag-1': '2' });
   }, 60_000);
+
+  it('SIGKILL mid-batch (as the flush of a batch begins), several times, while the changelogs grow: the keys end equal to the last values', async () => {
+    const spec: LiveStateSpec = { ...(await setup('kill')), slowMs: 200 }; // the wait before WATCH: the kill lands inside it
+    const walk = changelogs(20250302, 6000, 300);
+    // five waves: each process that is killed has changelog records arriving while it runs
+    const wave = (list: ChangelogRecord[], i: number) => list.slice((i * list.length) / 5, ((i + 1) * list.length) / 5);
+    const produceWave = (i: number, pauseMs = 0) =>
+      Promise.all([produceChangelog(spec.topics.agents, wave(walk.agents, i), 150, pauseMs), produceChangelog(spec.topics.stats, wave(walk.stats, i), 150, pauseMs)]);
+    const start = (slowMs = spec.slowMs) => {
+      const c = new ChildWorker('test/fixtures/live-state-sink-worker.ts', {
+        KAFKA_BROKERS: brokers(),
+        SPEC: JSON.stringify({ ...spec, slowMs }),
+        BATCH_SIZE: '150',
+        FLUSH_MS: '50',
+      });
+      children.push(c);
+      return c;
+    };
+    let killedMidBatch = 0;
+    for (let round = 0; round < 4; round++) {
+      const producing = produceWave(round, 30);
+      const w = start();
+      // a few batches of this process are stored first (more each round), then it dies as the next one begins
+      await waitFor(`${round + 1} batches stored by process ${round + 1}`, () => (w.output.match(/"event":"flush","records":[1-9]/g) ?? []).length > round || w.exited, 60_000, 20);
+      const kill = await killAtFlushBegin(w);
+      expect(await w.waitExit()).toBe('SIGKILL');
+      if (kill.midBatch) killedMidBatch++;
+      await producing;
+    }
+    expect(killedMidBatch).toBeGreaterThanOrEqual(3);
+    await produceWave(4);
+    const last = start(0); // nothing left to aim at: the last one writes at full speed
+    await last.waitForOutput(/"event":"running"/, 60_000);
+    await waitUntilStored('every offset stored', Object.values(spec.topics), storedOf(spec), 180_000);
+    last.kill('SIGTERM');
+    expect(await last.waitExit()).toBe(0);
+    await expectLiveExact(spec.prefix, walk);
+  }, 300_000);
+
+  it('connections killed under load (CLIENT KILL): the breaker and status report the outage, the sink recovers, the keys end equal to the last values', async () => {
+    const spec = await setup('cut');
+    const walk = changelogs(20250303, 6000, 300);
+    const runner = startRunner(spec, true, { retry: { initialRetryTime: 50, maxRetryTime: 400 }, breaker: { failureThreshold: 3, coolDownMs: 300 } });
+    const breaker: Array<SinkRunnerEvents['breaker']> = [];
+    const states: string[] = [];
+    runner.on('breaker', (e) => breaker.push(e));
+    runner.on('state', (e) => states.push(e.to));
+    await runner.start();
+    await waitFor('the partitions assigned', () => runner.status().state === 'running', 60_000, 50);
+    // the load: the changelogs grow all through the outages
+    let produced = false;
+    const producing = Promise.all([produceChangelog(spec.topics.agents, walk.agents, 100, 60), produceChangelog(spec.topics.stats, walk.stats, 100, 60)]).finally(() => {
+      produced = true;
+    });
+    await waitFor('a first flush of records', () => runner.status().recordsWritten > 0, 30_000, 50);
+    expect(produced).toBe(false); // the first outage comes while records arrive
+    for (let outage = 0; outage < 3; outage++) {
+      const opened = breaker.filter((b) => b.to === 'open').length;
+      // a sustained outage: every new connection of the sink is killed as soon as it shows up
+      const until = Date.now() + 1500;
+      let killed = 0;
+      let sawStall = false;
+      while (Date.now() < until) {
+        killed += await killSinkConnections(control, spec.name);
+        const s = runner.status();
+        if (s.state === 'stalled' && s.lastError) sawStall = true;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(killed).toBeGreaterThan(0);
+      expect(sawStall).toBe(true);
+      expect(breaker.filter((b) => b.to === 'open').length).toBeGreaterThan(opened);
+      await waitFor('recovery', () => runner.status().state === 'running' && runner.status().breaker === 'closed', 30_000, 50);
+    }
+    expect(breaker.map((b) => b.to)).toEqual(expect.arrayContaining(['open', 'half-open', 'closed']));
+    expect(states).toContain('stalled');
+    expect(await control.ping()).toBe('PONG'); // our own connection was never killed
+    await producing;
+    await waitUntilStored('every offset stored', Object.values(spec.topics), storedOf(spec), 120_000);
+    expect(runner.status()).toMatchObject({ state: 'running', breaker: 'closed' });
+    await runner.stop();
+    await expectLiveExact(spec.prefix, walk);
+  }, 180_000);
 });

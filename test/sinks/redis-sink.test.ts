@@ -6,13 +6,23 @@ import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OffsetConflictError } from '../../sinks/errors.js';
 import { RedisSink } from '../../sinks/redis/redis-sink.js';
-import { redisWriters, type PositionJson, type RoutingDecisionJson } from '../../sinks/redis/writers.js';
+import { redisWriters } from '../../sinks/redis/writers.js';
 import { SinkRunner, type SinkRunnerConfig, type SinkRunnerEvents } from '../../sinks/sink-runner.js';
 import { positions, routingDecisions } from '../fixtures/sink-data.js';
 import { buildSink, type SinkSpec } from '../fixtures/sink-factory.js';
 import { brokers, createTopics, unique, waitFor } from '../helpers/kafka.js';
 import { ChildWorker } from '../helpers/processes.js';
-import { deleteKeys, killSinkConnections, produceTransactional, redisClient, redisStoredOffsets, waitUntilStored } from './support.js';
+import {
+  deleteKeys,
+  expectRedisKeysExact,
+  killAtFlushBegin,
+  killSinkConnections,
+  produceTransactional,
+  redisClient,
+  redisStoredOffsets,
+  waitUntilStored,
+  type ExpectedKeys,
+} from './support.js';
 
 const PARTITIONS = 3;
 let control: Redis;
@@ -63,60 +73,7 @@ function startRunner(spec: SinkSpec, extra: Partial<SinkRunnerConfig> = {}): Sin
 const topicsOf = (spec: SinkSpec) => Object.values(spec.topics) as string[];
 const stored = (spec: SinkSpec) => () => redisStoredOffsets(control, spec.prefix!, spec.name);
 
-type Positions = ReturnType<typeof positions>['expected'];
-type Decisions = ReturnType<typeof routingDecisions>['expected'];
-
-/** Every key under the prefix is an expected one, with exactly the expected value. */
-async function expectKeysExact(prefix: string, expected: { positions?: Positions; routing?: Decisions }): Promise<void> {
-  const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, found] = await control.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    keys.push(...found);
-  } while (cursor !== '0');
-  const wrong: string[] = [];
-  let positionFields = 0;
-  let decisions = 0;
-  for (const key of keys) {
-    if (key.startsWith(`${prefix}:offsets:`)) continue;
-    if (key.startsWith(`${prefix}:position:`)) {
-      const account = key.slice(`${prefix}:position:`.length);
-      for (const [instrument, text] of Object.entries(await control.hgetall(key))) {
-        positionFields++;
-        const got = JSON.parse(text) as PositionJson;
-        const e = expected.positions?.get(`${account}|${instrument}`);
-        const want = e && {
-          accountId: e.accountId,
-          instrument: e.instrument,
-          quantity: e.quantity,
-          costBasis: e.costBasis,
-          averageCost: e.averageCost,
-          realisedPnl: e.realisedPnl,
-          currency: e.currency,
-          openLots: e.openLots,
-          liveTrades: e.liveTrades,
-          lastTradeId: e.lastTradeId,
-          lastTradeVersion: e.lastTradeVersion,
-          updatedAt: e.updatedAt,
-        };
-        if (JSON.stringify(got) !== JSON.stringify(want)) wrong.push(`${key} ${instrument}: ${text} ≠ ${JSON.stringify(want)}`);
-      }
-    } else if (key.startsWith(`${prefix}:routing-decision:`)) {
-      decisions++;
-      const got = JSON.parse((await control.get(key))!) as RoutingDecisionJson;
-      const want = expected.routing?.get(got.conversationId);
-      if (key !== `${prefix}:routing-decision:${want?.tenantId}:${want?.conversationId}` || JSON.stringify(got) !== JSON.stringify(want)) {
-        wrong.push(`${key}: ${JSON.stringify(got)} ≠ ${JSON.stringify(want)}`);
-      }
-    } else {
-      wrong.push(`unexpected key ${key}`);
-    }
-  }
-  expect(wrong.slice(0, 5)).toEqual([]);
-  expect(positionFields).toBe(expected.positions?.size ?? 0);
-  expect(decisions).toBe(expected.routing?.size ?? 0);
-}
+const expectKeysExact = (prefix: string, expected: ExpectedKeys) => expectRedisKeysExact(control, prefix, expected);
 
 describe('Redis sink (real Kafka, real Redis)', () => {
   it('a few thousand records land exactly once; the keys equal the expected ones', async () => {
@@ -145,9 +102,9 @@ describe('Redis sink (real Kafka, real Redis)', () => {
     await expectKeysExact(spec.prefix!, { positions: pos.expected, routing: routing.expected });
   });
 
-  it('SIGKILL mid-batch, several times: the keys end exact', async () => {
+  it('SIGKILL mid-batch (as the flush of a batch begins), several times: the keys end exact', async () => {
     const spec = await setup('kill');
-    spec.slowMs = 25;
+    spec.slowMs = 200; // the wait before WATCH: the kill lands inside it
     const pos = positions(8000, 71);
     const routing = routingDecisions(6000, 72);
     const inputs = [
@@ -156,27 +113,30 @@ describe('Redis sink (real Kafka, real Redis)', () => {
     ];
     // five waves: each worker that is killed has records arriving while it runs
     const wave = (i: number) => inputs.map((input) => ({ ...input, records: input.records.slice((i * input.records.length) / 5, ((i + 1) * input.records.length) / 5) }));
-    const start = () => {
+    const start = (slowMs = spec.slowMs) => {
       const c = new ChildWorker('test/fixtures/sink-worker.ts', {
         KAFKA_BROKERS: brokers(),
-        SINK: JSON.stringify(spec),
+        SINK: JSON.stringify({ ...spec, slowMs }),
         BATCH_SIZE: '150',
         FLUSH_MS: '50',
       });
       children.push(c);
       return c;
     };
+    let killedMidBatch = 0;
     for (let round = 0; round < 4; round++) {
       const producing = produceTransactional(wave(round), { perTransaction: 300, pauseMs: 30 });
       const w = start();
-      await w.waitForOutput(/"event":"flush"/, 60_000);
-      await new Promise((r) => setTimeout(r, Math.random() * 1000));
-      w.kill('SIGKILL');
+      // a few batches of this worker are stored first (more each round), then it dies as the next one begins
+      await waitFor(`${round + 1} batches stored by worker ${round + 1}`, () => (w.output.match(/"event":"flush","records":[1-9]/g) ?? []).length > round || w.exited, 60_000, 20);
+      const kill = await killAtFlushBegin(w);
       expect(await w.waitExit()).toBe('SIGKILL');
+      if (kill.midBatch) killedMidBatch++;
       await producing;
     }
+    expect(killedMidBatch).toBeGreaterThanOrEqual(3);
     await produceTransactional(wave(4), { perTransaction: 300 });
-    const last = start();
+    const last = start(0); // nothing left to aim at: the last one writes at full speed
     await last.waitForOutput(/"event":"running"/, 60_000);
     await waitUntilStored('every offset stored', topicsOf(spec), stored(spec), 180_000);
     last.kill('SIGTERM');

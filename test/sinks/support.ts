@@ -1,16 +1,21 @@
 /**
  * Shared helpers of the sink tests: transactional producing, end offsets, the per-test Postgres schema and Redis
- * prefix, and waiting until a sink has stored the end offset of every partition.
+ * prefix, waiting until a sink has stored the end offset of every partition, the exactness check of a Redis
+ * prefix, and a TCP proxy that makes a database outage only the sinks behind it see.
  */
+import net from 'node:net';
 import pg from 'pg';
 import { Redis } from 'ioredis';
+import { expect } from 'vitest';
 import { deleteUnder } from '../../sinks/redis/keys.js';
 import { partitionForKey } from '../../runtime/partitioner.js';
 import { Serdes } from '../../runtime/serde.js';
 import { ensureDatabase } from '../../sinks/postgres/migrate.js';
 import { quoteIdent } from '../../sinks/postgres/writers.js';
-import type { Keyed } from '../fixtures/sink-data.js';
+import type { PositionJson, RoutingDecisionJson } from '../../sinks/redis/writers.js';
+import type { Keyed, positions, routingDecisions } from '../fixtures/sink-data.js';
 import { kafka, unique, waitFor, withAdmin } from '../helpers/kafka.js';
+import type { ChildWorker } from '../helpers/processes.js';
 
 export const PG = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'weir' };
 
@@ -96,6 +101,37 @@ export async function waitUntilStored(
   );
 }
 
+/**
+ * SIGKILL a slowed sink worker (test/fixtures/sink-worker.ts and its kin) the moment it prints that the flush of a
+ * batch with records begins: the kill is sent from the output listener itself, so it lands inside the slowed
+ * flush's wait. Resolves once the process is gone and its output is read to the end, saying whether it died inside
+ * that flush (no `flush` line after it: the batch was never done) and how many records the batch held.
+ */
+export async function killAtFlushBegin(w: ChildWorker, timeoutMs = 60_000): Promise<{ midBatch: boolean; records: number }> {
+  const out = w.proc.stdout!;
+  const closed = out.closed ? Promise.resolve() : new Promise<void>((r) => out.once('close', () => r()));
+  let seen = '';
+  const hits: Array<{ at: number; records: number }> = [];
+  const onData = (d: Buffer) => {
+    seen += d.toString();
+    if (hits.length > 0) return;
+    const m = /"event":"flush-begin","records":([1-9]\d*)/.exec(seen);
+    if (!m) return;
+    hits.push({ at: m.index, records: Number(m[1]) });
+    w.kill('SIGKILL');
+  };
+  out.on('data', onData);
+  try {
+    await waitFor('the flush of a batch to begin', () => hits.length > 0 || w.exited, timeoutMs, 20);
+    const hit = hits[0];
+    if (!hit) throw new Error(`the sink worker exited before a flush began:\n${w.output.slice(-3000)}`);
+    await closed;
+    return { midBatch: !/"event":"flush"/.test(seen.slice(hit.at)), records: hit.records };
+  } finally {
+    out.off('data', onData);
+  }
+}
+
 // ---- Postgres ----------------------------------------------------------------------------------------------
 
 export async function pgClient(): Promise<pg.Client> {
@@ -134,8 +170,10 @@ export async function terminateSinkConnections(c: pg.Client, sink: string): Prom
 
 // ---- Redis -------------------------------------------------------------------------------------------------
 
+export const REDIS = { host: '127.0.0.1', port: 6379 };
+
 export function redisClient(): Redis {
-  return new Redis({ host: '127.0.0.1', port: 6379, connectionName: 'weir-sink-test-control' });
+  return new Redis({ ...REDIS, connectionName: 'weir-sink-test-control' });
 }
 
 export async function redisStoredOffsets(r: Redis, prefix: string, sink: string): Promise<Map<string, bigint>> {
@@ -158,3 +196,125 @@ export async function killSinkConnections(r: Redis, sink: string): Promise<numbe
 
 /** Delete every key `<prefix>:*`. */
 export { deleteUnder as deleteKeys };
+
+export interface ExpectedKeys {
+  positions?: ReturnType<typeof positions>['expected'];
+  routing?: ReturnType<typeof routingDecisions>['expected'];
+}
+
+/** Every key under the prefix (but the offsets) is an expected one, with exactly the expected value, and none is missing. */
+export async function expectRedisKeysExact(r: Redis, prefix: string, expected: ExpectedKeys): Promise<void> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, found] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    keys.push(...found);
+  } while (cursor !== '0');
+  const wrong: string[] = [];
+  let positionFields = 0;
+  let decisions = 0;
+  for (const key of keys) {
+    if (key.startsWith(`${prefix}:offsets:`)) continue;
+    if (key.startsWith(`${prefix}:position:`)) {
+      const account = key.slice(`${prefix}:position:`.length);
+      for (const [instrument, text] of Object.entries(await r.hgetall(key))) {
+        positionFields++;
+        const got = JSON.parse(text) as PositionJson;
+        const e = expected.positions?.get(`${account}|${instrument}`);
+        const want = e && {
+          accountId: e.accountId,
+          instrument: e.instrument,
+          quantity: e.quantity,
+          costBasis: e.costBasis,
+          averageCost: e.averageCost,
+          realisedPnl: e.realisedPnl,
+          currency: e.currency,
+          openLots: e.openLots,
+          liveTrades: e.liveTrades,
+          lastTradeId: e.lastTradeId,
+          lastTradeVersion: e.lastTradeVersion,
+          updatedAt: e.updatedAt,
+        };
+        if (JSON.stringify(got) !== JSON.stringify(want)) wrong.push(`${key} ${instrument}: ${text} ≠ ${JSON.stringify(want)}`);
+      }
+    } else if (key.startsWith(`${prefix}:routing-decision:`)) {
+      decisions++;
+      const got = JSON.parse((await r.get(key))!) as RoutingDecisionJson;
+      const want = expected.routing?.get(got.conversationId);
+      if (key !== `${prefix}:routing-decision:${want?.tenantId}:${want?.conversationId}` || JSON.stringify(got) !== JSON.stringify(want)) {
+        wrong.push(`${key}: ${JSON.stringify(got)} ≠ ${JSON.stringify(want)}`);
+      }
+    } else {
+      wrong.push(`unexpected key ${key}`);
+    }
+  }
+  expect(wrong.slice(0, 5)).toEqual([]);
+  expect(positionFields).toBe(expected.positions?.size ?? 0);
+  expect(decisions).toBe(expected.routing?.size ?? 0);
+}
+
+// ---- outages -----------------------------------------------------------------------------------------------
+
+/**
+ * A TCP proxy to a database on this machine, for an outage that only the clients connected through it see (the
+ * database itself, and everyone else using it, carry on). `down()` cuts every connection through it and resets each
+ * new one at once, as a crashed server would; `up()` lets connections through again. `refused` counts the
+ * connections reset while down.
+ */
+export class OutageProxy {
+  refused = 0;
+  private isUp = true;
+  private readonly sockets = new Set<net.Socket>();
+
+  private constructor(
+    private readonly server: net.Server,
+    readonly port: number,
+  ) {}
+
+  static async start(port: number, host = '127.0.0.1'): Promise<OutageProxy> {
+    let proxy!: OutageProxy;
+    const server = net.createServer((client) => proxy.accept(client, host, port));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    proxy = new OutageProxy(server, (server.address() as net.AddressInfo).port);
+    return proxy;
+  }
+
+  get up(): boolean {
+    return this.isUp;
+  }
+
+  private accept(client: net.Socket, host: string, port: number): void {
+    if (!this.isUp) {
+      this.refused++;
+      client.resetAndDestroy();
+      return;
+    }
+    const upstream = net.connect(port, host);
+    for (const s of [client, upstream]) {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+      s.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream).pipe(client);
+  }
+
+  /** The outage begins: every connection is cut, every new one reset. */
+  down(): void {
+    this.isUp = false;
+    for (const s of this.sockets) s.destroy();
+  }
+
+  /** The database is back. */
+  restore(): void {
+    this.isUp = true;
+  }
+
+  async close(): Promise<void> {
+    this.down();
+    await new Promise((r) => this.server.close(r));
+  }
+}
