@@ -4,6 +4,13 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
+/** A line the child printed as `{"event": ...}`, with where it starts in the child's output. */
+export interface ChildEvent {
+  event: string;
+  at: number;
+  [field: string]: unknown;
+}
+
 /** A child node process running a TypeScript entry point, with its output kept for assertions. */
 export class ChildWorker {
   readonly proc: ChildProcess;
@@ -40,6 +47,36 @@ export class ChildWorker {
     while (!pattern.test(this.output.slice(from))) {
       if (this.exited) throw new Error(`process exited before printing ${pattern}:\n${this.output.slice(-3000)}`);
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}:\n${this.output.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** The complete `{"event": ...}` lines printed at or after position `from` of the output, in order. */
+  events(from = 0): ChildEvent[] {
+    const out: ChildEvent[] = [];
+    const text = this.output;
+    let start = text.lastIndexOf('\n', from - 1) + 1;
+    for (let end = text.indexOf('\n', start); end >= 0; start = end + 1, end = text.indexOf('\n', start)) {
+      if (start < from || !text.startsWith('{"event":', start)) continue;
+      try {
+        out.push({ ...(JSON.parse(text.slice(start, end)) as { event: string }), at: start });
+      } catch {
+        // not a whole JSON line: some other output that happens to start the same way
+      }
+    }
+    return out;
+  }
+
+  /** Waits for the first event at or after `from` that satisfies `match`, and returns it. */
+  waitForEvent<E extends ChildEvent>(match: (e: ChildEvent) => e is E, what: string, timeoutMs?: number, from?: number): Promise<E>;
+  waitForEvent(match: (e: ChildEvent) => boolean, what: string, timeoutMs?: number, from?: number): Promise<ChildEvent>;
+  async waitForEvent(match: (e: ChildEvent) => boolean, what: string, timeoutMs = 60000, from = 0): Promise<ChildEvent> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.events(from).find(match);
+      if (found) return found;
+      if (this.exited) throw new Error(`process exited before printing ${what}:\n${this.output.slice(-3000)}`);
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}:\n${this.output.slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }

@@ -37,3 +37,31 @@ export function expectExactSums(inputs: Array<{ key: string; value: SumInput }>,
   const missing = [...expectedSum.keys()].filter((id) => !seen.has(id)).length;
   expect({ outputs: outputs.length, duplicates, missing, wrong }).toEqual({ outputs: inputs.length, duplicates: 0, missing: 0, wrong: [] });
 }
+
+/** The state the running sum ends with: per key, the sum and the count of all its inputs. */
+export function expectedTotals(inputs: Array<{ key: string; value: SumInput }>): Map<string, { sum: number; count: number }> {
+  const totals = new Map<string, { sum: number; count: number }>();
+  for (const i of inputs) {
+    const t = totals.get(i.key) ?? { sum: 0, count: 0 };
+    totals.set(i.key, { sum: t.sum + i.value.amount, count: t.count + 1 });
+  }
+  return totals;
+}
+
+/**
+ * The sums store's final state, as its changelog holds it (last record per key; a null value deletes the key), is
+ * exactly the totals of `inputs`: every input's contribution once, in the state as in the outputs.
+ */
+export function expectChangelogState(
+  inputs: Array<{ key: string; value: SumInput }>,
+  changelog: Array<{ key: Buffer | null; value: Buffer | null }>,
+): void {
+  const state = new Map<string, unknown>();
+  for (const r of changelog) {
+    const key = r.key!.toString('utf8');
+    if (r.value === null) state.delete(key);
+    else state.set(key, JSON.parse(r.value.toString('utf8')));
+  }
+  const sorted = <V>(m: Map<string, V>) => Object.fromEntries([...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  expect(sorted(state)).toEqual(sorted(expectedTotals(inputs)));
+}
