@@ -6,7 +6,6 @@
  * dead-lettering; schemas and ids once fetched are not asked for again.
  */
 import { mkdtempSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -28,6 +27,7 @@ import {
 import { attachWorkerMetrics } from '../../runtime/metrics.js';
 import { RegistryUnavailableError, SchemaRegistryClient, WrongMagicByteError, avroSerde, formatDecimal, parseDecimal, type AvroSerde } from '../../schemas/index.js';
 import { brokers, createTopics, drained, kafka, readAll, unique, waitFor, withAdmin } from '../helpers/kafka.js';
+import { OutageProxy } from '../helpers/tcp-proxy.js';
 
 const PARTITIONS = 3;
 const registryUrl = () => ccompatUrl(inject('schemaRegistryUrl'));
@@ -230,7 +230,7 @@ describe('dead letters from Avro sources (exactly_once, real broker and registry
 
     // the worker reaches the registry through a proxy that can be taken down
     const target = new URL(registryUrl());
-    const proxy = await FlakyProxy.start(target.hostname, Number(target.port));
+    const proxy = await OutageProxy.start(Number(target.port), target.hostname);
     proxy.down();
     try {
       const viaProxy = new SchemaRegistryClient({ url: registryUrl().replace(`:${target.port}`, `:${proxy.port}`), requestTimeoutMs: 2000 });
@@ -253,7 +253,7 @@ describe('dead letters from Avro sources (exactly_once, real broker and registry
       expect(await readAll(`${app}-dead-letters`, 1)).toHaveLength(0);
       expect(await readAll(output, PARTITIONS)).toHaveLength(0);
 
-      proxy.up();
+      proxy.restore();
       await waitFor('the input to drain', () => drained(app, input), 60_000, 250);
       await worker.stop();
       expect(deadLettered).toBe(0);
@@ -379,13 +379,13 @@ describe('fail policies (exactly_once, real broker and registry)', () => {
 });
 
 describe('schemas and ids are asked for once (real registry behind a proxy)', () => {
-  const viaProxy = (proxy: FlakyProxy) => {
+  const viaProxy = (proxy: OutageProxy) => {
     const target = new URL(registryUrl());
     return new SchemaRegistryClient({ url: registryUrl().replace(`:${target.port}`, `:${proxy.port}`), requestTimeoutMs: 2000 });
   };
   const startProxy = () => {
     const target = new URL(registryUrl());
-    return FlakyProxy.start(target.hostname, Number(target.port));
+    return OutageProxy.start(Number(target.port), target.hostname);
   };
 
   it('decodes another record of a schema id it has seen with the registry unreachable', async () => {
@@ -463,58 +463,3 @@ describe('schemas and ids are asked for once (real registry behind a proxy)', ()
     expect(await client.versions(subject)).toEqual([1]);
   }, 60_000);
 });
-
-/** A TCP proxy to the registry; while down it resets every connection, as a crashed registry would. */
-class FlakyProxy {
-  /** Bytes of requests passed on to the registry (connections are kept alive, so they do not count requests). */
-  received = 0;
-  refused = 0;
-  private isUp = true;
-  private readonly sockets = new Set<net.Socket>();
-
-  private constructor(
-    private readonly server: net.Server,
-    readonly port: number,
-  ) {}
-
-  static async start(host: string, port: number): Promise<FlakyProxy> {
-    let proxy!: FlakyProxy;
-    const server = net.createServer((client) => proxy.accept(client, host, port));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    proxy = new FlakyProxy(server, (server.address() as net.AddressInfo).port);
-    return proxy;
-  }
-
-  private accept(client: net.Socket, host: string, port: number): void {
-    if (!this.isUp) {
-      this.refused++;
-      client.resetAndDestroy();
-      return;
-    }
-    client.on('data', (chunk: Buffer) => (this.received += chunk.length));
-    const upstream = net.connect(port, host);
-    for (const s of [client, upstream]) {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-      s.on('error', () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.pipe(upstream).pipe(client);
-  }
-
-  down(): void {
-    this.isUp = false;
-    for (const s of this.sockets) s.destroy();
-  }
-
-  up(): void {
-    this.isUp = true;
-  }
-
-  async close(): Promise<void> {
-    this.down();
-    await new Promise((r) => this.server.close(r));
-  }
-}

@@ -38,7 +38,6 @@ import {
   dropSchema,
   expectRedisKeysExact,
   freshSchema,
-  OutageProxy,
   PG,
   pgClient,
   pgStoredOffsets,
@@ -47,6 +46,7 @@ import {
   redisStoredOffsets,
   waitUntilStored,
 } from './support.js';
+import { OutageProxy } from '../helpers/tcp-proxy.js';
 
 const PARTITIONS = 3;
 /** how long each database stays away once its sink has reported the outage */

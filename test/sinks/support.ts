@@ -3,7 +3,6 @@
  * prefix, waiting until a sink has stored the end offset of every partition, the exactness check of a Redis
  * prefix, and a TCP proxy that makes a database outage only the sinks behind it see.
  */
-import net from 'node:net';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { expect } from 'vitest';
@@ -254,67 +253,3 @@ export async function expectRedisKeysExact(r: Redis, prefix: string, expected: E
   expect(decisions).toBe(expected.routing?.size ?? 0);
 }
 
-// ---- outages -----------------------------------------------------------------------------------------------
-
-/**
- * A TCP proxy to a database on this machine, for an outage that only the clients connected through it see (the
- * database itself, and everyone else using it, carry on). `down()` cuts every connection through it and resets each
- * new one at once, as a crashed server would; `up()` lets connections through again. `refused` counts the
- * connections reset while down.
- */
-export class OutageProxy {
-  refused = 0;
-  private isUp = true;
-  private readonly sockets = new Set<net.Socket>();
-
-  private constructor(
-    private readonly server: net.Server,
-    readonly port: number,
-  ) {}
-
-  static async start(port: number, host = '127.0.0.1'): Promise<OutageProxy> {
-    let proxy!: OutageProxy;
-    const server = net.createServer((client) => proxy.accept(client, host, port));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    proxy = new OutageProxy(server, (server.address() as net.AddressInfo).port);
-    return proxy;
-  }
-
-  get up(): boolean {
-    return this.isUp;
-  }
-
-  private accept(client: net.Socket, host: string, port: number): void {
-    if (!this.isUp) {
-      this.refused++;
-      client.resetAndDestroy();
-      return;
-    }
-    const upstream = net.connect(port, host);
-    for (const s of [client, upstream]) {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-      s.on('error', () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.pipe(upstream).pipe(client);
-  }
-
-  /** The outage begins: every connection is cut, every new one reset. */
-  down(): void {
-    this.isUp = false;
-    for (const s of this.sockets) s.destroy();
-  }
-
-  /** The database is back. */
-  restore(): void {
-    this.isUp = true;
-  }
-
-  async close(): Promise<void> {
-    this.down();
-    await new Promise((r) => this.server.close(r));
-  }
-}
