@@ -13,6 +13,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import pino from 'pino';
 import type { Consumer, Message, Producer } from 'kafkajs';
 import { Worker } from '../index.js';
+import { MAX_SEND_BYTES, MAX_SEND_RECORDS } from '../runtime/task-producer.js';
 import { runningSumTopology } from '../test/fixtures/running-sum.js';
 import { endOffsets, kafkaClient, processCpuSeconds, waitDrained, type VariantResult, type VariantSpec } from './common.js';
 import { childMain, memoryPeaks, specArg } from './child.js';
@@ -57,8 +58,7 @@ function bareRunner(): Runner {
     const { error, restart } = e.payload as { error: Error; restart: boolean };
     if (!restart) rejectFailed(error);
   });
-  // Keep a produce request per partition well below the broker's message.max.bytes (1 MiB), as weir does.
-  const MAX_SEND_BYTES = 512 * 1024;
+  // Chunk sends as weir does: below the broker's message.max.bytes, and few enough records for kafkajs' grouping.
   return {
     async start() {
       await producer.connect();
@@ -74,7 +74,7 @@ function bareRunner(): Runner {
           while (start < all.length) {
             const messages: Message[] = [];
             let bytes = 0;
-            for (; start < all.length && bytes < MAX_SEND_BYTES; start++) {
+            for (; start < all.length && bytes < MAX_SEND_BYTES && messages.length < MAX_SEND_RECORDS; start++) {
               const m = all[start]!;
               bytes += (m.key?.length ?? 0) + (m.value?.length ?? 0) + 64;
               messages.push({ key: m.key, value: m.value, partition: batch.partition, timestamp: m.timestamp });

@@ -30,7 +30,12 @@ export interface TaskProducer {
 }
 
 /** A record batch of one partition must stay below the broker's message.max.bytes (1 MiB by default). */
-const MAX_SEND_BYTES = 512 * 1024;
+export const MAX_SEND_BYTES = 512 * 1024;
+/**
+ * kafkajs 2.2.4 groups a send's messages per partition by copying the partition's list for every message, which is
+ * quadratic in the messages per partition of one send (tulios/kafkajs#1576, unreleased). Small chunks keep it cheap.
+ */
+export const MAX_SEND_RECORDS = 500;
 
 function toTopicMessages(records: OutgoingRecord[]): Array<{ topic: string; messages: Message[] }> {
   const byTopic = new Map<string, Message[]>();
@@ -52,7 +57,7 @@ async function sendChunked(
   while (start < records.length) {
     let end = start;
     let bytes = 0;
-    while (end < records.length && (end === start || bytes < MAX_SEND_BYTES)) {
+    while (end < records.length && (end === start || (bytes < MAX_SEND_BYTES && end - start < MAX_SEND_RECORDS))) {
       const r = records[end]!;
       bytes += (r.key?.length ?? 0) + (r.value?.length ?? 0) + 64;
       end++;
