@@ -24,7 +24,8 @@ export interface RawMessage {
   isControlRecord?: boolean;
 }
 
-interface Cluster {
+/** The part of kafkajs's internal cluster a fetch without a consumer group needs. */
+export interface Cluster {
   connect(): Promise<void>;
   disconnect(): Promise<void>;
   addTargetTopic(topic: string): Promise<void>;
@@ -35,7 +36,7 @@ interface Cluster {
   }>;
 }
 
-interface PartitionData {
+export interface PartitionData {
   partition: number;
   errorCode: number;
   highWatermark: string;
@@ -43,6 +44,41 @@ interface PartitionData {
   /** kafkajs decodes the log start offset under this (misspelt) name. */
   lastStartOffset?: string;
   messages: RawMessage[];
+}
+
+/** kafkajs's internal cluster, connected, reading at `isolationLevel` (0 read_uncommitted, 1 read_committed). */
+export async function connectCluster(kafka: Kafka, isolationLevel: number): Promise<Cluster> {
+  const sym = Object.getOwnPropertySymbols(kafka).find((s) => s.description === 'private:Kafka:createCluster');
+  if (!sym) throw new WeirError('this kafkajs version does not expose its cluster; weir needs kafkajs 2.2.x');
+  const create = (kafka as unknown as Record<symbol, (o: object) => Cluster>)[sym]!;
+  const cluster = create({ allowAutoTopicCreation: false, isolationLevel, metadataMaxAge: 300000 });
+  await cluster.connect();
+  return cluster;
+}
+
+/**
+ * One fetch of `topic`/`partition` from `offset`, asked of its leader at `isolationLevel`: the partition's part of the
+ * response (undefined if it holds none).
+ */
+export async function fetchPartition(
+  cluster: Cluster,
+  topic: string,
+  partition: number,
+  offset: number,
+  isolationLevel: number,
+): Promise<PartitionData | undefined> {
+  const nodeId = Object.keys(cluster.findLeaderForPartitions(topic, [partition]))[0];
+  if (nodeId === undefined) throw new WeirError(`no leader for ${topic}/${partition}`, { retriable: true });
+  const broker = await cluster.findBroker({ nodeId });
+  const res = await broker.fetch({
+    replicaId: -1,
+    isolationLevel,
+    maxWaitTime: 50,
+    minBytes: 1,
+    maxBytes: 16 * 1024 * 1024,
+    topics: [{ topic, partitions: [{ partition, fetchOffset: String(offset), maxBytes: 4 * 1024 * 1024 }] }],
+  });
+  return res.responses[0]?.partitions.find((p) => p.partition === partition);
 }
 
 /**
@@ -60,11 +96,7 @@ export class PartitionReader {
 
   private async getCluster(): Promise<Cluster> {
     if (this.cluster) return this.cluster;
-    const sym = Object.getOwnPropertySymbols(this.kafka).find((s) => s.description === 'private:Kafka:createCluster');
-    if (!sym) throw new WeirError('this kafkajs version does not expose its cluster; weir needs kafkajs 2.2.x');
-    const create = (this.kafka as unknown as Record<symbol, (o: object) => Cluster>)[sym]!;
-    const cluster = create({ allowAutoTopicCreation: false, isolationLevel: READ_COMMITTED, metadataMaxAge: 300000 });
-    await cluster.connect();
+    const cluster = await connectCluster(this.kafka, READ_COMMITTED);
     this.cluster = cluster;
     return cluster;
   }
@@ -148,19 +180,7 @@ export class PartitionReader {
   private async fetchOnce(cluster: Cluster, topic: string, partition: number, offset: number): Promise<PartitionData | 'out-of-range'> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const leaders = cluster.findLeaderForPartitions(topic, [partition]);
-        const nodeId = Object.keys(leaders)[0];
-        if (nodeId === undefined) throw new WeirError(`no leader for ${topic}/${partition}`, { retriable: true });
-        const broker = await cluster.findBroker({ nodeId });
-        const res = await broker.fetch({
-          replicaId: -1,
-          isolationLevel: READ_COMMITTED,
-          maxWaitTime: 50,
-          minBytes: 1,
-          maxBytes: 16 * 1024 * 1024,
-          topics: [{ topic, partitions: [{ partition, fetchOffset: String(offset), maxBytes: 4 * 1024 * 1024 }] }],
-        });
-        const data = res.responses[0]?.partitions.find((p) => p.partition === partition);
+        const data = await fetchPartition(cluster, topic, partition, offset, READ_COMMITTED);
         if (!data) throw new WeirError(`fetch for ${topic}/${partition} returned no data`, { retriable: true });
         return data;
       } catch (err) {

@@ -1,5 +1,7 @@
 import { expect } from 'vitest';
+import { Serdes } from '../../runtime/serde.js';
 import type { SumInput, SumOutput } from '../fixtures/running-sum.js';
+import { readAll } from './kafka.js';
 
 export interface SumCase {
   inputs: Array<{ key: string; value: SumInput }>;
@@ -64,4 +66,10 @@ export function expectChangelogState(
   }
   const sorted = <V>(m: Map<string, V>) => Object.fromEntries([...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   expect(sorted(state)).toEqual(sorted(expectedTotals(inputs)));
+}
+
+/** The running sum's outputs on `topic`, decoded (JSON values, string keys). */
+export async function readSumOutputs(topic: string, partitions: number): Promise<Array<{ key: string; value: SumOutput }>> {
+  const json = Serdes.json<SumOutput>();
+  return (await readAll(topic, partitions)).map((m) => ({ key: m.key!.toString(), value: json.deserialize(m.value!) }));
 }

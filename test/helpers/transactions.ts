@@ -1,10 +1,10 @@
 /**
  * What a topic holds beyond what read_committed consumers see: the records of open and aborted transactions.
  * kafkajs exposes no read_uncommitted reader without a consumer group, so this asks the broker directly through the
- * cluster kafkajs keeps internal, as runtime/partition-reader.ts does for read_committed.
+ * cluster kafkajs keeps internal, with the fetch runtime/partition-reader.ts uses for read_committed.
  */
 import { createRequire } from 'node:module';
-import type { Kafka } from 'kafkajs';
+import { connectCluster, fetchPartition, type Cluster } from '../../runtime/partition-reader.js';
 import { kafka } from './kafka.js';
 
 const require = createRequire(import.meta.url);
@@ -16,42 +16,27 @@ const Batch = require('kafkajs/src/consumer/batch') as new (topic: string, fetch
 const READ_UNCOMMITTED = 0;
 const READ_COMMITTED = 1;
 
-interface Cluster {
-  connect(): Promise<void>;
-  disconnect(): Promise<void>;
-  addTargetTopic(topic: string): Promise<void>;
-  refreshMetadata(): Promise<void>;
-  findLeaderForPartitions(topic: string, partitions: number[]): Record<string, number[]>;
+/** kafkajs's cluster as runtime/partition-reader.ts uses it, with its look-up of partition ends (at the level it was connected at). */
+interface ProbeCluster extends Cluster {
   fetchTopicsOffset(
     topics: Array<{ topic: string; fromBeginning: boolean; partitions: Array<{ partition: number }> }>,
   ): Promise<Array<{ topic: string; partitions: Array<{ partition: number; offset: string }> }>>;
-  findBroker(opts: { nodeId: string }): Promise<{
-    fetch(req: unknown): Promise<{ responses: Array<{ partitions: Array<{ partition: number; errorCode: number; highWatermark: string }> }> }>;
-  }>;
 }
 
-async function connectCluster(k: Kafka, isolationLevel: number): Promise<Cluster> {
-  const sym = Object.getOwnPropertySymbols(k).find((s) => s.description === 'private:Kafka:createCluster');
-  if (!sym) throw new Error('this kafkajs version does not expose its cluster');
-  const create = (k as unknown as Record<symbol, (o: object) => Cluster>)[sym]!;
-  const cluster = create({ allowAutoTopicCreation: false, isolationLevel, metadataMaxAge: 300000 });
-  await cluster.connect();
-  return cluster;
-}
+const connectProbe = async (isolationLevel: number) => (await connectCluster(kafka(), isolationLevel)) as ProbeCluster;
 
 /** One connection per isolation level, kept for repeated looks at the same topics. */
 export class TransactionProbe {
   private constructor(
-    private readonly uncommitted: Cluster,
-    private readonly committed: Cluster,
+    private readonly uncommitted: ProbeCluster,
+    private readonly committed: ProbeCluster,
   ) {}
 
   static async connect(): Promise<TransactionProbe> {
-    const k = kafka();
-    return new TransactionProbe(await connectCluster(k, READ_UNCOMMITTED), await connectCluster(k, READ_COMMITTED));
+    return new TransactionProbe(await connectProbe(READ_UNCOMMITTED), await connectProbe(READ_COMMITTED));
   }
 
-  private static async ends(cluster: Cluster, topic: string, partitions: number): Promise<number[]> {
+  private static async ends(cluster: ProbeCluster, topic: string, partitions: number): Promise<number[]> {
     await cluster.addTargetTopic(topic);
     const [res] = await cluster.fetchTopicsOffset([
       { topic, fromBeginning: false, partitions: Array.from({ length: partitions }, (_, partition) => ({ partition })) },
@@ -80,18 +65,7 @@ export class TransactionProbe {
     for (let partition = 0; partition < partitions; partition++) {
       let offset = 0;
       while (offset < high[partition]!) {
-        const nodeId = Object.keys(this.uncommitted.findLeaderForPartitions(topic, [partition]))[0];
-        if (nodeId === undefined) throw new Error(`no leader for ${topic}/${partition}`);
-        const broker = await this.uncommitted.findBroker({ nodeId });
-        const res = await broker.fetch({
-          replicaId: -1,
-          isolationLevel: READ_UNCOMMITTED,
-          maxWaitTime: 50,
-          minBytes: 1,
-          maxBytes: 16 * 1024 * 1024,
-          topics: [{ topic, partitions: [{ partition, fetchOffset: String(offset), maxBytes: 4 * 1024 * 1024 }] }],
-        });
-        const data = res.responses[0]?.partitions.find((p) => p.partition === partition);
+        const data = await fetchPartition(this.uncommitted, topic, partition, offset, READ_UNCOMMITTED);
         if (!data || data.errorCode !== 0) throw new Error(`fetching ${topic}/${partition} at ${offset} failed (${data?.errorCode})`);
         const batch = new Batch(topic, String(offset), data);
         const within = batch.messagesWithinOffset;

@@ -1,27 +1,20 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { Worker, Serdes } from '../../index.js';
+import { Worker } from '../../index.js';
 import type { CommitInfo } from '../../runtime/task.js';
-import { runningSumTopology, type SumOutput } from '../fixtures/running-sum.js';
-import { brokers, createTopics, drained, kafka, produce, readAll, unique, waitFor, withAdmin } from '../helpers/kafka.js';
-import { expectExactSums, makeInputs } from '../helpers/running-sum-check.js';
+import { runningSumTopology } from '../fixtures/running-sum.js';
+import { brokers, createTopics, drained, kafka, produce, unique, waitFor, withAdmin } from '../helpers/kafka.js';
+import { expectExactSums, makeInputs, readSumOutputs } from '../helpers/running-sum-check.js';
+import { stoppedAfterAll } from '../helpers/workers.js';
 import { partitionForKey } from '../../runtime/partitioner.js';
 import { taskIdOf } from '../../runtime/assignor.js';
 
 const quiet = pino({ level: 'warn' });
 const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'weir-cadence-'));
-const workers: Worker[] = [];
-afterAll(async () => {
-  await Promise.all(workers.map((w) => w.stop().catch(() => undefined)));
-});
-
-async function decodeOutputs(topic: string, partitions: number): Promise<Array<{ key: string; value: SumOutput }>> {
-  const json = Serdes.json<SumOutput>();
-  return (await readAll(topic, partitions)).map((m) => ({ key: m.key!.toString(), value: json.deserialize(m.value!) }));
-}
+const workers = stoppedAfterAll();
 
 async function committedOffsets(groupId: string, topic: string): Promise<Map<number, number>> {
   return withAdmin(async (admin) => {
@@ -94,7 +87,7 @@ describe('Commit cadence on the real broker (exactly_once)', () => {
       [...perPartition].map(([p, n]) => [taskIdOf(0, p), n - full(p)]).sort(),
     );
     expect(await drained(app, input)).toBe(true);
-    expectExactSums(inputs, await decodeOutputs(output, partitions));
+    expectExactSums(inputs, await readSumOutputs(output, partitions));
   }, 180_000);
 
   it('commits about every 100 ms by default while records trickle in', async () => {
@@ -145,6 +138,6 @@ describe('Commit cadence on the real broker (exactly_once)', () => {
     expect(median, JSON.stringify(detail)).toBeLessThan(500);
     // And it is honoured: no commit comes sooner than 100 ms after the one before.
     expect(Math.min(...gaps), JSON.stringify(detail)).toBeGreaterThanOrEqual(100);
-    expectExactSums(inputs, await decodeOutputs(output, 1));
+    expectExactSums(inputs, await readSumOutputs(output, 1));
   }, 120_000);
 });

@@ -1,24 +1,17 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { Worker, BrokerUnreachableError, ConfigError, Serdes } from '../../index.js';
-import { runningSumTopology, type SumInput, type SumOutput } from '../fixtures/running-sum.js';
-import { brokers, createTopics, drained, produce, readAll, unique, waitFor } from '../helpers/kafka.js';
-import { expectExactSums, makeInputs } from '../helpers/running-sum-check.js';
+import { Worker, BrokerUnreachableError, ConfigError } from '../../index.js';
+import { runningSumTopology, type SumInput } from '../fixtures/running-sum.js';
+import { brokers, createTopics, drained, produce, unique, waitFor } from '../helpers/kafka.js';
+import { expectExactSums, makeInputs, readSumOutputs } from '../helpers/running-sum-check.js';
+import { stoppedAfterAll } from '../helpers/workers.js';
 
 const quiet = pino({ level: 'warn' });
 const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'weir-worker-'));
-const workers: Worker[] = [];
-afterAll(async () => {
-  await Promise.all(workers.map((w) => w.stop().catch(() => undefined)));
-});
-
-async function decodeOutputs(topic: string, partitions: number): Promise<Array<{ key: string; value: SumOutput }>> {
-  const json = Serdes.json<SumOutput>();
-  return (await readAll(topic, partitions)).map((m) => ({ key: m.key!.toString(), value: json.deserialize(m.value!) }));
-}
+const workers = stoppedAfterAll();
 
 describe.each(['exactly_once', 'at_least_once'] as const)('Worker on the real broker (%s)', (guarantee) => {
   it('keeps exact running sums over 12 partitions and 200k records', async () => {
@@ -43,7 +36,7 @@ describe.each(['exactly_once', 'at_least_once'] as const)('Worker on the real br
     await worker.start();
     await waitFor('the input to drain', () => drained(app, input), 240_000, 500);
     await worker.stop();
-    expectExactSums(inputs, await decodeOutputs(output, 12));
+    expectExactSums(inputs, await readSumOutputs(output, 12));
   }, 300_000);
 });
 

@@ -5,19 +5,14 @@
  * at the bad record instead, committing nothing past it. A registry outage stalls the source instead of
  * dead-lettering; schemas and ids once fetched are not asked for again.
  */
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import pino from 'pino';
 import type { Producer } from 'kafkajs';
 import { Registry } from 'prom-client';
-import { afterAll, describe, expect, inject, it } from 'vitest';
-import { ccompatUrl } from '../../infra/registry.js';
+import { describe, expect, it } from 'vitest';
 import {
   ProcessingError,
   Serdes,
   TopologyBuilder,
-  Worker,
   partitionForKey,
   type Processor,
   type ProcessorContext,
@@ -26,21 +21,14 @@ import {
 } from '../../index.js';
 import { attachWorkerMetrics } from '../../runtime/metrics.js';
 import { RegistryUnavailableError, SchemaRegistryClient, WrongMagicByteError, avroSerde, formatDecimal, parseDecimal, type AvroSerde } from '../../schemas/index.js';
-import { brokers, createTopics, drained, kafka, readAll, unique, waitFor, withAdmin } from '../helpers/kafka.js';
+import { createTopics, drained, kafka, readAll, unique, waitFor, withAdmin } from '../helpers/kafka.js';
+import { registrySubjects, registryUrl } from '../helpers/registry.js';
 import { OutageProxy } from '../helpers/tcp-proxy.js';
+import { workerFactory } from '../helpers/workers.js';
 
 const PARTITIONS = 3;
-const registryUrl = () => ccompatUrl(inject('schemaRegistryUrl'));
-const client = new SchemaRegistryClient({ url: registryUrl() });
-const quiet = pino({ level: 'error' });
-const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'weir-avro-dlq-'));
-const subjects: string[] = [];
-const workers: Worker[] = [];
-
-afterAll(async () => {
-  await Promise.all(workers.map((w) => w.stop().catch(() => undefined)));
-  for (const s of subjects) await client.deleteSubject(s, { permanent: true }).catch(() => undefined);
-});
+const { client, subjects } = registrySubjects();
+const newWorker = workerFactory('avro-dlq', { guarantee: 'exactly_once', logger: pino({ level: 'error' }) });
 
 interface Payment {
   paymentId: string;
@@ -157,15 +145,7 @@ describe('dead letters from Avro sources (exactly_once, real broker and registry
       await producer.disconnect();
     }
 
-    const worker = new Worker({
-      applicationId: app,
-      topology: topology(input, output, avroSerde<Payment>(new SchemaRegistryClient({ url: registryUrl() }), PAYMENT)),
-      brokers: brokers(),
-      stateDir: tmp(),
-      guarantee: 'exactly_once',
-      logger: quiet,
-    });
-    workers.push(worker);
+    const worker = newWorker({ applicationId: app, topology: topology(input, output, avroSerde<Payment>(new SchemaRegistryClient({ url: registryUrl() }), PAYMENT)) });
     let deadLettered = 0;
     worker.on('dead-letter', () => deadLettered++);
     const metrics = new Registry();
@@ -234,15 +214,7 @@ describe('dead letters from Avro sources (exactly_once, real broker and registry
     proxy.down();
     try {
       const viaProxy = new SchemaRegistryClient({ url: registryUrl().replace(`:${target.port}`, `:${proxy.port}`), requestTimeoutMs: 2000 });
-      const worker = new Worker({
-        applicationId: app,
-        topology: topology(input, output, avroSerde<Payment>(viaProxy, PAYMENT)),
-        brokers: brokers(),
-        stateDir: tmp(),
-        guarantee: 'exactly_once',
-        logger: quiet,
-      });
-      workers.push(worker);
+      const worker = newWorker({ applicationId: app, topology: topology(input, output, avroSerde<Payment>(viaProxy, PAYMENT)) });
       let deadLettered = 0;
       worker.on('dead-letter', () => deadLettered++);
       await worker.start();
@@ -320,16 +292,12 @@ describe('fail policies (exactly_once, real broker and registry)', () => {
       const before = Array.from({ length: 5 }, (_, i) => payment(`f-${i}`, `${i + 1}.2500`));
       const after = [payment('f-after-0', '1.0000'), payment('f-after-1', '2.0000')];
 
-      const worker = new Worker({
+      const worker = newWorker({
         applicationId: app,
         topology: topology(input, output, avroSerde<Payment>(new SchemaRegistryClient({ url: registryUrl() }), PAYMENT), () => new FormatOrThrow()),
-        brokers: brokers(),
-        stateDir: tmp(),
-        guarantee: 'exactly_once',
         logger: pino({ level: 'silent' }),
         ...c.policy,
       });
-      workers.push(worker);
       // a fatal error is reported as the worker's 'error' event, and stops it
       const errors: unknown[] = [];
       worker.on('error', (err) => errors.push(err));

@@ -7,13 +7,9 @@
  *   rule holds; readers still on v2 cannot read v3 records (they are dead-lettered).
  * Topics and subjects are unique per run; the subjects are deleted at the end.
  */
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import pino from 'pino';
-import { afterAll, describe, expect, inject, it } from 'vitest';
-import { ccompatUrl } from '../../infra/registry.js';
-import { Serdes, TopologyBuilder, Worker, type Processor, type ProcessorContext, type Record } from '../../index.js';
+import { describe, expect, it } from 'vitest';
+import { Serdes, TopologyBuilder, type Processor, type ProcessorContext, type Record } from '../../index.js';
 import {
   SchemaIncompatibleError,
   SchemaRegistryClient,
@@ -25,19 +21,13 @@ import {
   registerSchemas,
   type CompatibilityLevel,
 } from '../../schemas/index.js';
-import { brokers, createTopics, drained, produce, readAll, unique, waitFor } from '../helpers/kafka.js';
+import { createTopics, drained, produce, readAll, unique, waitFor } from '../helpers/kafka.js';
+import { registrySubjects, registryUrl } from '../helpers/registry.js';
+import { workerFactory } from '../helpers/workers.js';
 
 const PARTITIONS = 3;
-const registryUrl = () => ccompatUrl(inject('schemaRegistryUrl'));
-const client = new SchemaRegistryClient({ url: registryUrl() });
-const quiet = pino({ level: 'error' });
-const subjects: string[] = [];
-const workers: Worker[] = [];
-
-afterAll(async () => {
-  await Promise.all(workers.map((w) => w.stop().catch(() => undefined)));
-  for (const s of subjects) await client.deleteSubject(s, { permanent: true }).catch(() => undefined);
-});
+const { client, subjects } = registrySubjects();
+const newWorker = workerFactory('evolve', { guarantee: 'exactly_once', logger: pino({ level: 'error' }) });
 
 /** A topic name unique to this run; its value subject is remembered for deletion. */
 const topicName = (prefix: string) => {
@@ -130,15 +120,7 @@ describe('schema evolution (real broker and registry)', () => {
       .addProcessor('channel', () => new Channel(), 'payments')
       .addSink('out', { topic: output, keySerde: Serdes.string(), valueSerde: Serdes.json<Out>() }, 'channel')
       .build();
-    const worker = new Worker({
-      applicationId: app,
-      topology,
-      brokers: brokers(),
-      stateDir: mkdtempSync(path.join(os.tmpdir(), 'weir-evolve-')),
-      guarantee: 'exactly_once',
-      logger: quiet,
-    });
-    workers.push(worker);
+    const worker = newWorker({ applicationId: app, topology });
     let deadLettered = 0;
     worker.on('dead-letter', () => deadLettered++);
     await worker.start();

@@ -2,8 +2,7 @@
  * The Postgres sink on the real broker and the real database: exactly once through batches, SIGKILLs, cut
  * connections and aborted transactions. Each test has its own topics, sink name (consumer group) and schema.
  */
-import type pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { OffsetConflictError } from '../../sinks/errors.js';
 import { PostgresSink } from '../../sinks/postgres/postgres-sink.js';
 import { MIGRATIONS_DIR, MIGRATIONS_TABLE } from '../../sinks/postgres/migrate.js';
@@ -13,13 +12,13 @@ import { buildSink, type SinkSpec } from '../fixtures/sink-factory.js';
 import { decisionKey, entryKey, ledgerEntries, positions, reconciliations, routingDecisions, sharedIds } from '../fixtures/sink-data.js';
 import { partitionForKey } from '../../runtime/partitioner.js';
 import { brokers, createTopics, unique, waitFor } from '../helpers/kafka.js';
-import { ChildWorker } from '../helpers/processes.js';
 import { expectTablesExact } from './postgres-check.js';
 import {
   dropSchema,
   freshSchema,
   PG,
   pgClient,
+  sinkTests,
   pgStoredOffsets,
   produceTransactional,
   terminateSinkConnections,
@@ -27,32 +26,14 @@ import {
 } from './support.js';
 
 const PARTITIONS = 3;
-let control: pg.Client;
-const schemas: string[] = [];
-const runners: SinkRunner[] = [];
-const children: ChildWorker[] = [];
-
-beforeAll(async () => {
-  control = await pgClient();
-});
-afterEach(async () => {
-  for (const c of children.splice(0)) {
-    c.kill('SIGKILL');
-    await c.waitExit().catch(() => undefined);
-  }
-  for (const r of runners.splice(0)) await r.stop().catch(() => undefined);
-});
-afterAll(async () => {
-  for (const s of schemas) await dropSchema(control, s).catch(() => undefined);
-  await control.end();
-});
+const scope = sinkTests(pgClient, dropSchema, (c) => c.end());
 
 async function setup(label: string, kinds: Array<keyof SinkSpec['topics']>): Promise<SinkSpec> {
   const topics: SinkSpec['topics'] = {};
   for (const k of kinds) topics[k] = unique(`sink-${label}-${k}`);
   await createTopics(Object.values(topics).map((topic) => ({ topic: topic!, partitions: PARTITIONS })));
   const schema = freshSchema(label);
-  schemas.push(schema);
+  scope.names.push(schema);
   return { kind: 'postgres', name: unique(`pg-${label}`), topics, schema };
 }
 
@@ -69,12 +50,12 @@ function startRunner(spec: SinkSpec, extra: Partial<SinkRunnerConfig> = {}): Sin
     breaker: { failureThreshold: 3, coolDownMs: 300 },
     ...extra,
   });
-  runners.push(runner);
+  scope.runners.push(runner);
   return runner;
 }
 
 const topicsOf = (spec: SinkSpec) => Object.values(spec.topics) as string[];
-const stored = (spec: SinkSpec) => () => pgStoredOffsets(control, spec.schema!, spec.name);
+const stored = (spec: SinkSpec) => () => pgStoredOffsets(scope.control, spec.schema!, spec.name);
 
 describe('Postgres sink (real Kafka, real Postgres)', () => {
   it('a few thousand records of the four outputs land exactly once; the tables equal the expected ones', async () => {
@@ -107,7 +88,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     expect(status.partitions.every((p) => p.lag === 0)).toBe(true);
     await runner.stop();
     expect(runner.status().state).toBe('stopped');
-    await expectTablesExact(control, spec.schema!, {
+    await expectTablesExact(scope.control, spec.schema!, {
       ledger: ledger.expected,
       positions: pos.expected,
       routing: routing.expected,
@@ -125,14 +106,14 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     await waitFor('every record taken', () => a.status().pendingRecords === first.length, 30_000, 50);
     expect(a.status().batches).toBeLessThanOrEqual(1); // at most an offsets-only flush; the records are pending
     await a.stop();
-    const count = async () => Number((await control.query(`SELECT count(*) FROM "${spec.schema}".ledger_entries`)).rows[0].count);
+    const count = async () => Number((await scope.control.query(`SELECT count(*) FROM "${spec.schema}".ledger_entries`)).rows[0].count);
     await expect(count()).resolves.toBe(new Set(first.map((r) => entryKey(r.value))).size);
     await produceTransactional([{ topic: spec.topics.ledgerEntries!, partitions: PARTITIONS, records: ledger.records.slice(600) }]);
     const b = startRunner(spec);
     await b.start();
     await waitUntilStored('every offset stored', topicsOf(spec), stored(spec));
     await b.stop();
-    await expectTablesExact(control, spec.schema!, { ledger: ledger.expected });
+    await expectTablesExact(scope.control, spec.schema!, { ledger: ledger.expected });
   });
 
   it('SIGKILL inside flush transactions, several times: no row twice, none missing', async () => {
@@ -147,14 +128,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     // five waves: each worker that is killed has records arriving while it runs
     const wave = (i: number) => inputs.map((input) => ({ ...input, records: input.records.slice((i * input.records.length) / 5, ((i + 1) * input.records.length) / 5) }));
     const start = () => {
-      const c = new ChildWorker('test/fixtures/sink-worker.ts', {
-        KAFKA_BROKERS: brokers(),
-        SINK: JSON.stringify(spec),
-        BATCH_SIZE: '150',
-        FLUSH_MS: '50',
-      });
-      children.push(c);
-      return c;
+      return scope.child('test/fixtures/sink-worker.ts', { SINK: JSON.stringify(spec), BATCH_SIZE: '150', FLUSH_MS: '50' });
     };
     let killedInTransaction = 0;
     for (let round = 0; round < 4; round++) {
@@ -165,7 +139,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
       // wait for a flush transaction of this worker to be open, then kill it there
       const deadline = Date.now() + 10_000;
       for (;;) {
-        const open = await control.query(
+        const open = await scope.control.query(
           `SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND xact_start IS NOT NULL AND state <> 'idle'`,
           [`weir-sink:${spec.name}`],
         );
@@ -186,7 +160,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     await waitUntilStored('every offset stored', topicsOf(spec), stored(spec), 180_000);
     last.kill('SIGTERM');
     expect(await last.waitExit()).toBe(0);
-    await expectTablesExact(control, spec.schema!, { ledger: ledger.expected, positions: pos.expected });
+    await expectTablesExact(scope.control, spec.schema!, { ledger: ledger.expected, positions: pos.expected });
   }, 300_000);
 
   it('two runners share the work; one leaves gracefully mid-stream, the other takes over; the tables are exact', async () => {
@@ -213,7 +187,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     await producing;
     await waitUntilStored('every offset stored', topicsOf(spec), stored(spec));
     await b.stop();
-    await expectTablesExact(control, spec.schema!, { ledger: ledger.expected, positions: pos.expected });
+    await expectTablesExact(scope.control, spec.schema!, { ledger: ledger.expected, positions: pos.expected });
   }, 120_000);
 
   it('a worker frozen inside a flush (SIGSTOP) wakes after its partitions moved: the offsets guard keeps the tables exact', async () => {
@@ -228,15 +202,13 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     const half = (i: number) => inputs.map((input) => ({ ...input, records: input.records.slice((i * input.records.length) / 2, ((i + 1) * input.records.length) / 2) }));
     await produceTransactional(half(0), { perTransaction: 300 });
     const start = () => {
-      const c = new ChildWorker('test/fixtures/sink-worker.ts', { KAFKA_BROKERS: brokers(), SINK: JSON.stringify(spec), BATCH_SIZE: '200', FLUSH_MS: '50' });
-      children.push(c);
-      return c;
+      return scope.child('test/fixtures/sink-worker.ts', { SINK: JSON.stringify(spec), BATCH_SIZE: '200', FLUSH_MS: '50' });
     };
     const a = start();
     await a.waitForOutput(/"event":"flush"/, 60_000);
     await waitFor(
       'a flush transaction of A open',
-      async () => (await control.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND xact_start IS NOT NULL`, [`weir-sink:${spec.name}`])).rowCount! > 0,
+      async () => (await scope.control.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND xact_start IS NOT NULL`, [`weir-sink:${spec.name}`])).rowCount! > 0,
       10_000,
       2,
     );
@@ -254,7 +226,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     b.kill('SIGTERM');
     expect(await a.waitExit()).toBe(0);
     expect(await b.waitExit()).toBe(0);
-    await expectTablesExact(control, spec.schema!, { ledger: ledger.expected, positions: pos.expected });
+    await expectTablesExact(scope.control, spec.schema!, { ledger: ledger.expected, positions: pos.expected });
   }, 180_000);
 
   it('connections cut under load: the breaker and status report the outage, the sink recovers, the tables are exact', async () => {
@@ -283,7 +255,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
       let cut = 0;
       let sawStall = false;
       while (Date.now() < until) {
-        cut += await terminateSinkConnections(control, spec.name);
+        cut += await terminateSinkConnections(scope.control, spec.name);
         const s = runner.status();
         if (s.state === 'stalled' && s.lastError) sawStall = true;
         await new Promise((r) => setTimeout(r, 15));
@@ -299,7 +271,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     await producing;
     await waitUntilStored('every offset stored', topicsOf(spec), stored(spec), 120_000);
     await runner.stop();
-    await expectTablesExact(control, spec.schema!, { ledger: ledger.expected, positions: pos.expected });
+    await expectTablesExact(scope.control, spec.schema!, { ledger: ledger.expected, positions: pos.expected });
   }, 180_000);
 
   it('records of aborted transactions never land; the offsets pass over them', async () => {
@@ -324,7 +296,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     const expectedLedger = new Map([...ledger.expected].filter(([key]) => committedKeys.has(key)));
     const expectedPos = new Map<string, (typeof pos.rows)[number]>();
     for (const i of [0, 2]) for (const row of part(pos.rows, i)) expectedPos.set(`${row.accountId}|${row.instrument}`, row);
-    await expectTablesExact(control, spec.schema!, { ledger: expectedLedger, positions: expectedPos });
+    await expectTablesExact(scope.control, spec.schema!, { ledger: expectedLedger, positions: expectedPos });
   });
 
   it('a record that cannot be decoded stalls its partition, named in the status; the other partitions go on', async () => {
@@ -362,7 +334,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     const before = ledger.records.filter((r) => partitionForKey(Buffer.from(r.key), PARTITIONS) === 1);
     const entries = [...new Map(before.map((r) => [entryKey(r.value), r.value])).values()];
     await waitFor('partition 1 written up to the bad record', async () => {
-      const rows = await control.query(
+      const rows = await scope.control.query(
         `SELECT 1 FROM "${spec.schema}".ledger_entries JOIN unnest($1::text[], $2::text[]) AS w(account_id, entry_id) USING (account_id, entry_id)`,
         [entries.map((e) => e.accountId), entries.map((e) => e.entryId)],
       );
@@ -373,7 +345,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
 
   it('a stale batch (zombie) is refused by the offsets compare-and-set; a retried one is recognised as applied', async () => {
     const schema = freshSchema('zombie');
-    schemas.push(schema);
+    scope.names.push(schema);
     const sink = new PostgresSink({ name: unique('pg-zombie'), schema, writers: { t: postgresWriters.ledgerEntries() } });
     await sink.init();
     try {
@@ -389,7 +361,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
       // a zombie that read from offset 1 too, with other contents
       sink.add(rec(2));
       await expect(sink.flush(sink.takeBatch(), [{ topic: 't', partition: 0, expected: 1n, next: 3n }])).rejects.toThrow(OffsetConflictError);
-      const rows = await control.query(`SELECT entry_id FROM "${schema}".ledger_entries ORDER BY entry_id`);
+      const rows = await scope.control.query(`SELECT entry_id FROM "${schema}".ledger_entries ORDER BY entry_id`);
       expect(rows.rows.map((r) => r.entry_id)).toEqual([rec(0).value.entryId, rec(1).value.entryId].sort());
       expect(await sink.committedOffsets([{ topic: 't', partition: 0 }, { topic: 't', partition: 1 }])).toEqual(
         new Map([
@@ -422,10 +394,10 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     await waitUntilStored('every offset stored', topicsOf(spec), stored(spec));
     await runner.stop();
     expect(runner.status().recordsWritten).toBe(shared.ledger.records.length + shared.routing.records.length);
-    await expectTablesExact(control, spec.schema!, { ledger: shared.ledger.expected, routing: shared.routing.expected });
+    await expectTablesExact(scope.control, spec.schema!, { ledger: shared.ledger.expected, routing: shared.routing.expected });
 
     // one entry id, posted by every account: a row per account with that account's own amount
-    const entry = await control.query<{ account_id: string; amount: string; ledger_account: string }>(
+    const entry = await scope.control.query<{ account_id: string; amount: string; ledger_account: string }>(
       `SELECT account_id, amount, ledger_account FROM "${spec.schema}".ledger_entries WHERE entry_id = $1 ORDER BY account_id`,
       ['T-7:1:cash'],
     );
@@ -436,7 +408,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     expect(new Set(wantEntry.map((e) => e.amount)).size).toBe(accounts.length);
     expect(entry.rows).toEqual(wantEntry);
     // the amend of one account posts reversals in that account only
-    const reversals = await control.query<{ account_id: string; entry_id: string; reverses: string }>(
+    const reversals = await scope.control.query<{ account_id: string; entry_id: string; reverses: string }>(
       `SELECT account_id, entry_id, reverses FROM "${spec.schema}".ledger_entries WHERE reverses IS NOT NULL ORDER BY entry_id`,
     );
     expect(reversals.rows).toEqual([
@@ -446,7 +418,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
 
     // one conversation id, decided in every tenant: a row per tenant with that tenant's agent; the tenant that
     // decided it again holds its latest decision, the others their own
-    const decision = await control.query<{ tenant_id: string; agent_id: string; requested_at: Date }>(
+    const decision = await scope.control.query<{ tenant_id: string; agent_id: string; requested_at: Date }>(
       `SELECT tenant_id, agent_id, requested_at FROM "${spec.schema}".routing_decisions WHERE conversation_id = $1 ORDER BY tenant_id`,
       ['conv-0'],
     );
@@ -462,7 +434,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
 
   it('a database migrated before the account and tenant keys keeps its rows and takes the new keys', async () => {
     const schema = freshSchema('upgrade');
-    schemas.push(schema);
+    scope.names.push(schema);
     // the schema as deployed before: only the first migration applied
     const { runner } = await import('node-pg-migrate');
     const silent = () => undefined;
@@ -480,7 +452,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     });
     // the primary key of every table of the sink (node-pg-migrate's own table aside)
     const keysOf = async () => {
-      const res = await control.query<{ table: string; key: string[] }>(
+      const res = await scope.control.query<{ table: string; key: string[] }>(
         `SELECT c.relname AS table, array_agg(a.attname::text ORDER BY k.ord) AS key
            FROM pg_index i
            JOIN pg_class c ON c.oid = i.indrelid
@@ -500,12 +472,12 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     expect([a!.accountId, b!.accountId, x!.tenantId, y!.tenantId]).toEqual(['ACC-A', 'ACC-B', 'tenant-a', 'tenant-b']);
     // rows written under the old keys
     const iso = (ms: number) => new Date(ms).toISOString();
-    await control.query(
+    await scope.control.query(
       `INSERT INTO "${schema}".ledger_entries (entry_id, account_id, trade_id, trade_version, ledger_account, side, amount, currency, reverses, posted_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
       [a!.entryId, a!.accountId, a!.tradeId, a!.tradeVersion, a!.ledgerAccount, a!.side, a!.amountText, a!.currency, a!.reverses, iso(a!.postedAt)],
     );
-    await control.query(
+    await scope.control.query(
       `INSERT INTO "${schema}".routing_decisions (conversation_id, tenant_id, agent_id, skill, priority, requested_at, assigned_at, wait_ms, queued, reason)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
       [x!.conversationId, x!.tenantId, x!.agentId, x!.skill, x!.priority, iso(x!.requestedAt), iso(x!.assignedAt), x!.waitMs, x!.queued, x!.reason],
@@ -518,7 +490,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
     });
     await sink.init(); // migrates the rest
     try {
-      const applied = await control.query<{ name: string }>(`SELECT name FROM "${schema}".${MIGRATIONS_TABLE} ORDER BY id`);
+      const applied = await scope.control.query<{ name: string }>(`SELECT name FROM "${schema}".${MIGRATIONS_TABLE} ORDER BY id`);
       expect(applied.rows.map((r) => r.name)).toEqual(['0001_sink-tables', '0002_account-and-tenant-keys']);
       expect(await keysOf()).toEqual({
         ledger_entries: ['account_id', 'entry_id'],
@@ -538,7 +510,7 @@ describe('Postgres sink (real Kafka, real Postgres)', () => {
         { topic: 'routing', partition: 0, expected: null, next: 2n },
       ]);
       expect(flushed).toEqual({ rows: 3, alreadyApplied: false }); // b, and x (latest wins: rewritten) and y
-      await expectTablesExact(control, schema, { ledger: new Map([a!, b!].map((e) => [entryKey(e), e])), routing: shared.routing.expected });
+      await expectTablesExact(scope.control, schema, { ledger: new Map([a!, b!].map((e) => [entryKey(e), e])), routing: shared.routing.expected });
     } finally {
       await sink.destroy();
     }

@@ -5,39 +5,20 @@
  * `<prefix>:queue-depth:<tenant>`, across a graceful restart, SIGKILLs of a sink process mid-batch and connections
  * killed under load. Each test has its own topics, sink name and key prefix.
  */
-import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RedisSink } from '../../sinks/redis/redis-sink.js';
 import { routingLiveStateWriters } from '../../sinks/redis/routing-live-state.js';
-import { SinkRunner, type SinkRunnerConfig, type SinkRunnerEvents } from '../../sinks/sink-runner.js';
+import { SinkRunner, type SinkRunnerConfig } from '../../sinks/sink-runner.js';
 import { partitionForKey } from '../../runtime/partitioner.js';
 import { Serdes, type Serde } from '../../runtime/serde.js';
 import type { LiveStateSpec } from '../fixtures/live-state-sink-worker.js';
 import { brokers, createTopics, kafka, unique, waitFor } from '../helpers/kafka.js';
-import { ChildWorker } from '../helpers/processes.js';
-import { deleteKeys, killAtFlushBegin, killSinkConnections, redisClient, redisStoredOffsets, waitUntilStored } from './support.js';
+import { killAtFlushBeginRounds, killSinkConnections, recordHistory, redisSinkTests, redisStoredOffsets, storeAllThenStop, sustainedOutages, waitUntilStored } from './support.js';
 
 const PARTITIONS = 3;
 const SEP = '\u0000';
-let control: Redis;
-const prefixes: string[] = [];
-const runners: SinkRunner[] = [];
-const children: ChildWorker[] = [];
-
-beforeAll(() => {
-  control = redisClient();
-});
-afterEach(async () => {
-  for (const c of children.splice(0)) {
-    c.kill('SIGKILL');
-    await c.waitExit().catch(() => undefined);
-  }
-  for (const r of runners.splice(0)) await r.stop().catch(() => undefined);
-});
-afterAll(async () => {
-  for (const p of prefixes) await deleteKeys(control, p).catch(() => undefined);
-  await control.quit();
-});
+const scope = redisSinkTests();
+const { names: prefixes, runners } = scope;
 
 interface ChangelogRecord {
   key: string;
@@ -165,13 +146,13 @@ async function liveKeys(prefix: string): Promise<{ load: Map<string, Map<string,
   const other: string[] = [];
   let cursor = '0';
   do {
-    const [next, keys] = await control.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    const [next, keys] = await scope.control.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
     cursor = next;
     for (const key of keys) {
       const rest = key.slice(prefix.length + 1);
       if (rest.startsWith('offsets:')) continue;
       const [kind, tenant] = [rest.slice(0, rest.indexOf(':')), rest.slice(rest.indexOf(':') + 1)];
-      const fields = new Map(Object.entries(await control.hgetall(key)));
+      const fields = new Map(Object.entries(await scope.control.hgetall(key)));
       if (kind === 'agent-load') load.set(tenant, fields);
       else if (kind === 'queue-depth') depth.set(tenant, fields);
       else other.push(key);
@@ -191,7 +172,7 @@ async function expectLiveExact(prefix: string, walk: ReturnType<typeof changelog
   expect(got.depth).toEqual(nonEmpty(walk.expectedDepth));
 }
 
-const storedOf = (spec: LiveStateSpec) => () => redisStoredOffsets(control, spec.prefix, spec.name);
+const storedOf = (spec: LiveStateSpec) => () => redisStoredOffsets(scope.control, spec.prefix, spec.name);
 
 describe('routing live state in Redis (real Kafka, real Redis)', () => {
   it('agent load and queue depth equal the changelogs’ last values, tombstones delete, across a restart', async () => {
@@ -238,7 +219,7 @@ describe('routing live state in Redis (real Kafka, real Redis)', () => {
     expect(stalled.stalled).toContain(`record ${spec.topics.agents}/${partition}@1 cannot be written`);
     expect(stalled.stalled).toMatch(/tombstone/);
     // the record before the tombstone landed, the one after it did not
-    expect(await control.hgetall(`${spec.prefix}:agent-load:t-x`)).toEqual({ 'ag-1': '2' });
+    expect(await scope.control.hgetall(`${spec.prefix}:agent-load:t-x`)).toEqual({ 'ag-1': '2' });
   }, 60_000);
 
   it('SIGKILL mid-batch (as the flush of a batch begins), several times, while the changelogs grow: the keys end equal to the last values', async () => {
@@ -248,34 +229,13 @@ describe('routing live state in Redis (real Kafka, real Redis)', () => {
     const wave = (list: ChangelogRecord[], i: number) => list.slice((i * list.length) / 5, ((i + 1) * list.length) / 5);
     const produceWave = (i: number, pauseMs = 0) =>
       Promise.all([produceChangelog(spec.topics.agents, wave(walk.agents, i), 150, pauseMs), produceChangelog(spec.topics.stats, wave(walk.stats, i), 150, pauseMs)]);
-    const start = (slowMs = spec.slowMs) => {
-      const c = new ChildWorker('test/fixtures/live-state-sink-worker.ts', {
-        KAFKA_BROKERS: brokers(),
-        SPEC: JSON.stringify({ ...spec, slowMs }),
-        BATCH_SIZE: '150',
-        FLUSH_MS: '50',
-      });
-      children.push(c);
-      return c;
-    };
-    let killedMidBatch = 0;
-    for (let round = 0; round < 4; round++) {
-      const producing = produceWave(round, 30);
-      const w = start();
-      // a few batches of this process are stored first (more each round), then it dies as the next one begins
-      await waitFor(`${round + 1} batches stored by process ${round + 1}`, () => (w.output.match(/"event":"flush","records":[1-9]/g) ?? []).length > round || w.exited, 60_000, 20);
-      const kill = await killAtFlushBegin(w);
-      expect(await w.waitExit()).toBe('SIGKILL');
-      if (kill.midBatch) killedMidBatch++;
-      await producing;
-    }
+    const start = (slowMs = spec.slowMs) =>
+      scope.child('test/fixtures/live-state-sink-worker.ts', { SPEC: JSON.stringify({ ...spec, slowMs }), BATCH_SIZE: '150', FLUSH_MS: '50' });
+    // a few batches of each process are stored first (more each round), then it dies as the next one begins
+    const killedMidBatch = await killAtFlushBeginRounds(4, start, (round) => produceWave(round, 30));
     expect(killedMidBatch).toBeGreaterThanOrEqual(3);
     await produceWave(4);
-    const last = start(0); // nothing left to aim at: the last one writes at full speed
-    await last.waitForOutput(/"event":"running"/, 60_000);
-    await waitUntilStored('every offset stored', Object.values(spec.topics), storedOf(spec), 180_000);
-    last.kill('SIGTERM');
-    expect(await last.waitExit()).toBe(0);
+    await storeAllThenStop(start(0), Object.values(spec.topics), storedOf(spec)); // nothing left to aim at: the last one writes at full speed
     await expectLiveExact(spec.prefix, walk);
   }, 300_000);
 
@@ -283,10 +243,7 @@ describe('routing live state in Redis (real Kafka, real Redis)', () => {
     const spec = await setup('cut');
     const walk = changelogs(20250303, 6000, 300);
     const runner = startRunner(spec, true, { retry: { initialRetryTime: 50, maxRetryTime: 400 }, breaker: { failureThreshold: 3, coolDownMs: 300 } });
-    const breaker: Array<SinkRunnerEvents['breaker']> = [];
-    const states: string[] = [];
-    runner.on('breaker', (e) => breaker.push(e));
-    runner.on('state', (e) => states.push(e.to));
+    const history = recordHistory(runner);
     await runner.start();
     await waitFor('the partitions assigned', () => runner.status().state === 'running', 60_000, 50);
     // the load: the changelogs grow all through the outages
@@ -296,26 +253,9 @@ describe('routing live state in Redis (real Kafka, real Redis)', () => {
     });
     await waitFor('a first flush of records', () => runner.status().recordsWritten > 0, 30_000, 50);
     expect(produced).toBe(false); // the first outage comes while records arrive
-    for (let outage = 0; outage < 3; outage++) {
-      const opened = breaker.filter((b) => b.to === 'open').length;
-      // a sustained outage: every new connection of the sink is killed as soon as it shows up
-      const until = Date.now() + 1500;
-      let killed = 0;
-      let sawStall = false;
-      while (Date.now() < until) {
-        killed += await killSinkConnections(control, spec.name);
-        const s = runner.status();
-        if (s.state === 'stalled' && s.lastError) sawStall = true;
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      expect(killed).toBeGreaterThan(0);
-      expect(sawStall).toBe(true);
-      expect(breaker.filter((b) => b.to === 'open').length).toBeGreaterThan(opened);
-      await waitFor('recovery', () => runner.status().state === 'running' && runner.status().breaker === 'closed', 30_000, 50);
-    }
-    expect(breaker.map((b) => b.to)).toEqual(expect.arrayContaining(['open', 'half-open', 'closed']));
-    expect(states).toContain('stalled');
-    expect(await control.ping()).toBe('PONG'); // our own connection was never killed
+    // sustained outages: every new connection of the sink is killed as soon as it shows up
+    await sustainedOutages(runner, history, () => killSinkConnections(scope.control, spec.name));
+    expect(await scope.control.ping()).toBe('PONG'); // our own connection was never killed
     await producing;
     await waitUntilStored('every offset stored', Object.values(spec.topics), storedOf(spec), 120_000);
     expect(runner.status()).toMatchObject({ state: 'running', breaker: 'closed' });

@@ -2,48 +2,31 @@
  * The Redis sink on the real broker and the real server: exactly once through batches, SIGKILLs, killed
  * connections and aborted transactions. Each test has its own topics, sink name (consumer group) and key prefix.
  */
-import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { OffsetConflictError } from '../../sinks/errors.js';
 import { RedisSink } from '../../sinks/redis/redis-sink.js';
 import { redisWriters } from '../../sinks/redis/writers.js';
-import { SinkRunner, type SinkRunnerConfig, type SinkRunnerEvents } from '../../sinks/sink-runner.js';
+import { SinkRunner, type SinkRunnerConfig } from '../../sinks/sink-runner.js';
 import { positions, routingDecisions } from '../fixtures/sink-data.js';
 import { buildSink, type SinkSpec } from '../fixtures/sink-factory.js';
 import { brokers, createTopics, unique, waitFor } from '../helpers/kafka.js';
-import { ChildWorker } from '../helpers/processes.js';
 import {
-  deleteKeys,
   expectRedisKeysExact,
-  killAtFlushBegin,
+  killAtFlushBeginRounds,
   killSinkConnections,
   produceTransactional,
-  redisClient,
+  recordHistory,
+  redisSinkTests,
   redisStoredOffsets,
+  storeAllThenStop,
+  sustainedOutages,
   waitUntilStored,
   type ExpectedKeys,
 } from './support.js';
 
 const PARTITIONS = 3;
-let control: Redis;
-const prefixes: string[] = [];
-const runners: SinkRunner[] = [];
-const children: ChildWorker[] = [];
-
-beforeAll(() => {
-  control = redisClient();
-});
-afterEach(async () => {
-  for (const c of children.splice(0)) {
-    c.kill('SIGKILL');
-    await c.waitExit().catch(() => undefined);
-  }
-  for (const r of runners.splice(0)) await r.stop().catch(() => undefined);
-});
-afterAll(async () => {
-  for (const p of prefixes) await deleteKeys(control, p).catch(() => undefined);
-  await control.quit();
-});
+const scope = redisSinkTests();
+const { names: prefixes, runners } = scope;
 
 async function setup(label: string): Promise<SinkSpec> {
   const topics = { positions: unique(`sink-${label}-positions`), routingDecisions: unique(`sink-${label}-routing`) };
@@ -71,9 +54,9 @@ function startRunner(spec: SinkSpec, extra: Partial<SinkRunnerConfig> = {}): Sin
 }
 
 const topicsOf = (spec: SinkSpec) => Object.values(spec.topics) as string[];
-const stored = (spec: SinkSpec) => () => redisStoredOffsets(control, spec.prefix!, spec.name);
+const stored = (spec: SinkSpec) => () => redisStoredOffsets(scope.control, spec.prefix!, spec.name);
 
-const expectKeysExact = (prefix: string, expected: ExpectedKeys) => expectRedisKeysExact(control, prefix, expected);
+const expectKeysExact = (prefix: string, expected: ExpectedKeys) => expectRedisKeysExact(scope.control, prefix, expected);
 
 describe('Redis sink (real Kafka, real Redis)', () => {
   it('a few thousand records land exactly once; the keys equal the expected ones', async () => {
@@ -113,34 +96,12 @@ describe('Redis sink (real Kafka, real Redis)', () => {
     ];
     // five waves: each worker that is killed has records arriving while it runs
     const wave = (i: number) => inputs.map((input) => ({ ...input, records: input.records.slice((i * input.records.length) / 5, ((i + 1) * input.records.length) / 5) }));
-    const start = (slowMs = spec.slowMs) => {
-      const c = new ChildWorker('test/fixtures/sink-worker.ts', {
-        KAFKA_BROKERS: brokers(),
-        SINK: JSON.stringify({ ...spec, slowMs }),
-        BATCH_SIZE: '150',
-        FLUSH_MS: '50',
-      });
-      children.push(c);
-      return c;
-    };
-    let killedMidBatch = 0;
-    for (let round = 0; round < 4; round++) {
-      const producing = produceTransactional(wave(round), { perTransaction: 300, pauseMs: 30 });
-      const w = start();
-      // a few batches of this worker are stored first (more each round), then it dies as the next one begins
-      await waitFor(`${round + 1} batches stored by worker ${round + 1}`, () => (w.output.match(/"event":"flush","records":[1-9]/g) ?? []).length > round || w.exited, 60_000, 20);
-      const kill = await killAtFlushBegin(w);
-      expect(await w.waitExit()).toBe('SIGKILL');
-      if (kill.midBatch) killedMidBatch++;
-      await producing;
-    }
+    const start = (slowMs = spec.slowMs) => scope.child('test/fixtures/sink-worker.ts', { SINK: JSON.stringify({ ...spec, slowMs }), BATCH_SIZE: '150', FLUSH_MS: '50' });
+    // a few batches of each worker are stored first (more each round), then it dies as the next one begins
+    const killedMidBatch = await killAtFlushBeginRounds(4, start, (round) => produceTransactional(wave(round), { perTransaction: 300, pauseMs: 30 }));
     expect(killedMidBatch).toBeGreaterThanOrEqual(3);
     await produceTransactional(wave(4), { perTransaction: 300 });
-    const last = start(0); // nothing left to aim at: the last one writes at full speed
-    await last.waitForOutput(/"event":"running"/, 60_000);
-    await waitUntilStored('every offset stored', topicsOf(spec), stored(spec), 180_000);
-    last.kill('SIGTERM');
-    expect(await last.waitExit()).toBe(0);
+    await storeAllThenStop(start(0), topicsOf(spec), stored(spec)); // nothing left to aim at: the last one writes at full speed
     await expectKeysExact(spec.prefix!, { positions: pos.expected, routing: routing.expected });
   }, 300_000);
 
@@ -155,11 +116,7 @@ describe('Redis sink (real Kafka, real Redis)', () => {
     ];
     const half = (i: number) => inputs.map((input) => ({ ...input, records: input.records.slice((i * input.records.length) / 2, ((i + 1) * input.records.length) / 2) }));
     await produceTransactional(half(0), { perTransaction: 300 });
-    const start = () => {
-      const c = new ChildWorker('test/fixtures/sink-worker.ts', { KAFKA_BROKERS: brokers(), SINK: JSON.stringify(spec), BATCH_SIZE: '200', FLUSH_MS: '50' });
-      children.push(c);
-      return c;
-    };
+    const start = () => scope.child('test/fixtures/sink-worker.ts', { SINK: JSON.stringify(spec), BATCH_SIZE: '200', FLUSH_MS: '50' });
     const a = start();
     await a.waitForOutput(/"event":"flush-begin","records":[1-9]/, 60_000); // polled every 100 ms: inside the 1 s wait
     a.kill('SIGSTOP'); // inside the wait: A holds a batch it has not written
@@ -191,31 +148,11 @@ describe('Redis sink (real Kafka, real Redis)', () => {
       { perTransaction: 200, pauseMs: 40 },
     );
     const runner = startRunner(spec, { batchSize: 200 });
-    const breaker: Array<SinkRunnerEvents['breaker']> = [];
-    const states: string[] = [];
-    runner.on('breaker', (e) => breaker.push(e));
-    runner.on('state', (e) => states.push(e.to));
+    const history = recordHistory(runner);
     await runner.start();
     await waitFor('a first flush', () => runner.status().batches > 0, 30_000, 50);
-    for (let outage = 0; outage < 3; outage++) {
-      const opened = breaker.filter((b) => b.to === 'open').length;
-      const until = Date.now() + 1500;
-      let killed = 0;
-      let sawStall = false;
-      while (Date.now() < until) {
-        killed += await killSinkConnections(control, spec.name);
-        const s = runner.status();
-        if (s.state === 'stalled' && s.lastError) sawStall = true;
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      expect(killed).toBeGreaterThan(0);
-      expect(sawStall).toBe(true);
-      expect(breaker.filter((b) => b.to === 'open').length).toBeGreaterThan(opened);
-      await waitFor('recovery', () => runner.status().state === 'running' && runner.status().breaker === 'closed', 30_000, 50);
-    }
-    expect(breaker.map((b) => b.to)).toEqual(expect.arrayContaining(['open', 'half-open', 'closed']));
-    expect(states).toContain('stalled');
-    expect(await control.ping()).toBe('PONG'); // our own connection was never cut
+    await sustainedOutages(runner, history, () => killSinkConnections(scope.control, spec.name));
+    expect(await scope.control.ping()).toBe('PONG'); // our own connection was never cut
     await producing;
     await waitUntilStored('every offset stored', topicsOf(spec), stored(spec), 120_000);
     await runner.stop();
@@ -269,7 +206,7 @@ describe('Redis sink (real Kafka, real Redis)', () => {
         ]),
       );
       const v2 = values[2]!.value;
-      const held = await control.hget(`${prefix}:position:${v2.accountId}`, v2.instrument);
+      const held = await scope.control.hget(`${prefix}:position:${v2.accountId}`, v2.instrument);
       // the zombie's record did not land (unless an earlier record of the same key holds the same value)
       expect(held === null || JSON.parse(held).lastTradeId !== v2.lastTradeId).toBe(true);
     } finally {

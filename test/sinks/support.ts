@@ -1,20 +1,22 @@
 /**
  * Shared helpers of the sink tests: transactional producing, end offsets, the per-test Postgres schema and Redis
- * prefix, waiting until a sink has stored the end offset of every partition, the exactness check of a Redis
- * prefix, and a TCP proxy that makes a database outage only the sinks behind it see.
+ * prefix, waiting until a sink has stored the end offset of every partition, SIGKILLs of sink processes as a flush
+ * begins, sustained connection outages under load, the lifecycle of a sink test file, and the exactness check of a
+ * Redis prefix.
  */
 import pg from 'pg';
 import { Redis } from 'ioredis';
-import { expect } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { deleteUnder } from '../../sinks/redis/keys.js';
 import { partitionForKey } from '../../runtime/partitioner.js';
 import { Serdes } from '../../runtime/serde.js';
 import { ensureDatabase } from '../../sinks/postgres/migrate.js';
 import { quoteIdent } from '../../sinks/postgres/writers.js';
 import type { PositionJson, RoutingDecisionJson } from '../../sinks/redis/writers.js';
+import type { SinkRunner, SinkRunnerEvents } from '../../sinks/sink-runner.js';
 import type { Keyed, positions, routingDecisions } from '../fixtures/sink-data.js';
-import { kafka, unique, waitFor, withAdmin } from '../helpers/kafka.js';
-import type { ChildWorker } from '../helpers/processes.js';
+import { brokers, kafka, unique, waitFor, withAdmin } from '../helpers/kafka.js';
+import { ChildWorker } from '../helpers/processes.js';
 
 export const PG = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'weir' };
 
@@ -131,6 +133,135 @@ export async function killAtFlushBegin(w: ChildWorker, timeoutMs = 60_000): Prom
   }
 }
 
+/**
+ * `rounds` times: while `produce(round)` runs, a fresh slowed sink process (`start()`) stores round + 1 batches of
+ * its own (more each round) and is then SIGKILLed as the flush of its next batch begins (killAtFlushBegin). Returns
+ * how many of the kills landed inside that flush.
+ */
+export async function killAtFlushBeginRounds(rounds: number, start: () => ChildWorker, produce: (round: number) => Promise<unknown>): Promise<number> {
+  let killedMidBatch = 0;
+  for (let round = 0; round < rounds; round++) {
+    const producing = produce(round);
+    const w = start();
+    await waitFor(`${round + 1} batches stored by process ${round + 1}`, () => (w.output.match(/"event":"flush","records":[1-9]/g) ?? []).length > round || w.exited, 60_000, 20);
+    const kill = await killAtFlushBegin(w);
+    expect(await w.waitExit()).toBe('SIGKILL');
+    if (kill.midBatch) killedMidBatch++;
+    await producing;
+  }
+  return killedMidBatch;
+}
+
+/** A sink process that, once running, stores the end offset of every partition of `topics`, then stops gracefully on SIGTERM. */
+export async function storeAllThenStop(w: ChildWorker, topics: readonly string[], stored: () => Promise<Map<string, bigint>>, timeoutMs = 180_000): Promise<void> {
+  await w.waitForOutput(/"event":"running"/, 60_000);
+  await waitUntilStored('every offset stored', topics, stored, timeoutMs);
+  w.kill('SIGTERM');
+  expect(await w.waitExit()).toBe(0);
+}
+
+/** What a sink runner went through, recorded from before it starts: its breaker's transitions and its states. */
+export interface RunnerHistory {
+  breaker: Array<SinkRunnerEvents['breaker']>;
+  states: string[];
+}
+
+export function recordHistory(runner: SinkRunner): RunnerHistory {
+  const history: RunnerHistory = { breaker: [], states: [] };
+  runner.on('breaker', (e) => history.breaker.push(e));
+  runner.on('state', (e) => history.states.push(e.to));
+  return history;
+}
+
+/**
+ * `outages` sustained outages of a running sink runner, one after the other: for `ms`, every new connection of the
+ * sink is cut as soon as it shows up (`cutConnections` cuts them and says how many; polled every `pollMs`). Each
+ * outage cuts some connection, shows the runner stalled with an error and opens the breaker once more, and the runner
+ * recovers (running, breaker closed) after it; over all of them the breaker went open, half-open and closed, and the
+ * runner through stalled.
+ */
+export async function sustainedOutages(
+  runner: SinkRunner,
+  history: RunnerHistory,
+  cutConnections: () => Promise<number>,
+  opts: { outages?: number; ms?: number; pollMs?: number } = {},
+): Promise<void> {
+  const { breaker, states } = history;
+  for (let outage = 0; outage < (opts.outages ?? 3); outage++) {
+    const opened = breaker.filter((b) => b.to === 'open').length;
+    const until = Date.now() + (opts.ms ?? 1500);
+    let cut = 0;
+    let sawStall = false;
+    while (Date.now() < until) {
+      cut += await cutConnections();
+      const s = runner.status();
+      if (s.state === 'stalled' && s.lastError) sawStall = true;
+      await new Promise((r) => setTimeout(r, opts.pollMs ?? 10));
+    }
+    expect(cut).toBeGreaterThan(0);
+    expect(sawStall).toBe(true);
+    expect(breaker.filter((b) => b.to === 'open').length).toBeGreaterThan(opened);
+    await waitFor('recovery', () => runner.status().state === 'running' && runner.status().breaker === 'closed', 30_000, 50);
+  }
+  expect(breaker.map((b) => b.to)).toEqual(expect.arrayContaining(['open', 'half-open', 'closed']));
+  expect(states).toContain('stalled');
+}
+
+/** What a sink test file shares, from sinkTests. */
+export interface SinkTests<C> {
+  /** the tests' own connection to the database (not a sink's), open from before the tests to after them */
+  readonly control: C;
+  /** the per-test places in the database (Redis key prefixes, Postgres schemas), dropped after the file's tests */
+  names: string[];
+  /** sink runners, stopped after each test */
+  runners: SinkRunner[];
+  /** starts a sink process (`entry`, on the test broker, with `env`), SIGKILLed after each test */
+  child(entry: string, env: Record<string, string>): ChildWorker;
+}
+
+/**
+ * The lifecycle of a sink test file: `open` the control connection before the tests; after each test SIGKILL the
+ * processes it started and stop its runners; after the file's tests `drop` every name and `close` the connection.
+ */
+export function sinkTests<C>(
+  open: () => C | Promise<C>,
+  drop: (control: C, name: string) => Promise<unknown>,
+  close: (control: C) => Promise<unknown>,
+): SinkTests<C> {
+  let control: C | undefined;
+  const names: string[] = [];
+  const runners: SinkRunner[] = [];
+  const children: ChildWorker[] = [];
+  beforeAll(async () => {
+    control = await open();
+  });
+  afterEach(async () => {
+    for (const c of children.splice(0)) {
+      c.kill('SIGKILL');
+      await c.waitExit().catch(() => undefined);
+    }
+    for (const r of runners.splice(0)) await r.stop().catch(() => undefined);
+  });
+  afterAll(async () => {
+    if (control === undefined) return;
+    for (const name of names) await drop(control, name).catch(() => undefined);
+    await close(control);
+  });
+  return {
+    get control() {
+      if (control === undefined) throw new Error('the control connection opens before the tests');
+      return control;
+    },
+    names,
+    runners,
+    child(entry, env) {
+      const c = new ChildWorker(entry, { KAFKA_BROKERS: brokers(), ...env });
+      children.push(c);
+      return c;
+    },
+  };
+}
+
 // ---- Postgres ----------------------------------------------------------------------------------------------
 
 export async function pgClient(): Promise<pg.Client> {
@@ -174,6 +305,9 @@ export const REDIS = { host: '127.0.0.1', port: 6379 };
 export function redisClient(): Redis {
   return new Redis({ ...REDIS, connectionName: 'weir-sink-test-control' });
 }
+
+/** sinkTests over Redis: the names are key prefixes, every key under them deleted after the file's tests. */
+export const redisSinkTests = (): SinkTests<Redis> => sinkTests(redisClient, deleteUnder, (c) => c.quit());
 
 export async function redisStoredOffsets(r: Redis, prefix: string, sink: string): Promise<Map<string, bigint>> {
   const all = await r.hgetall(`${prefix}:offsets:${sink}`);
