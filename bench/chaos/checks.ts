@@ -24,6 +24,7 @@ import { check, decodeAll, readTopic, type Check } from '../../cli/demo/checks.j
 import { APP_NAMES, type DemoPlan } from '../../cli/demo/plan.js';
 import type { DemoStream } from '../../cli/demo/stream.js';
 import { FAULT_KINDS, type Journal } from './journal.js';
+import { redisKeys } from '../../sinks/redis/writers.js';
 
 export interface ChaosCheckInputs {
   plan: DemoPlan;
@@ -115,7 +116,7 @@ async function sinksEqualTopics(inp: ChaosCheckInputs, o: Outputs): Promise<Chec
     routingRows.rows.map((r) => [decisionKey({ tenantId: r.tenant_id, conversationId: r.conversation_id }), decisionText({ tenantId: r.tenant_id, agentId: r.agent_id, assignedAt: Number(r.assigned_at), waitMs: Number(r.wait_ms), queued: r.queued })]),
   );
   const prefix = inp.plan.redisPrefix;
-  const redisKey = (d: RoutingDecision) => `${prefix}:routing-decision:${d.tenantId}:${d.conversationId}`;
+  const redisKey = (d: RoutingDecision) => redisKeys.routingDecision(prefix, d.tenantId, d.conversationId);
   const inRedis = o.decisions.length === 0 ? [] : await inp.redis.mget(...o.decisions.map(redisKey));
   for (const [i, d] of o.decisions.entries()) {
     const want = decisionText(d);

@@ -33,6 +33,19 @@ interface StringWrite {
   ttlSeconds: number | undefined;
 }
 
+/**
+ * One part of a key made of several ids. `:` separates the parts, so an id's own `:` (and `%`, the escape) is
+ * percent-encoded: tenant `a:b` with conversation `c` and tenant `a` with conversation `b:c` get different keys.
+ * Ids without either character stay as they are.
+ */
+export const keyPart = (id: string): string => id.replace(/[%:]/g, (c) => (c === '%' ? '%25' : '%3A'));
+
+/** The Redis keys the writers below write, for everything that reads them back. */
+export const redisKeys = {
+  routingDecision: (prefix: string, tenantId: string, conversationId: string): string =>
+    `${prefix}:routing-decision:${keyPart(tenantId)}:${keyPart(conversationId)}`,
+};
+
 export const redisWriters = {
   /** One hash field per record: HSET key field value (latest wins). */
   hash<V = Fields>(spec: {
@@ -91,12 +104,12 @@ export const redisWriters = {
 
   /**
    * routing-decisions → string `<prefix>:routing-decision:<tenantId>:<conversationId>` = the decision as JSON
-   * (conversation ids are unique per tenant). `ttlSeconds` lets old decisions expire.
+   * (conversation ids are unique per tenant; both ids through `keyPart`). `ttlSeconds` lets old decisions expire.
    */
   routingDecisions(opts: { ttlSeconds?: number } = {}): RedisTopicWriter<StringWrite> {
     return redisWriters.string<RoutingDecisionJson>({
       validate: routingDecisionJson,
-      key: (v, prefix) => `${prefix}:routing-decision:${v.tenantId}:${v.conversationId}`,
+      key: (v, prefix) => redisKeys.routingDecision(prefix, v.tenantId, v.conversationId),
       value: (v) => JSON.stringify(v),
       ttlSeconds: opts.ttlSeconds,
     });

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { OffsetConflictError } from '../../sinks/errors.js';
 import { RedisSink } from '../../sinks/redis/redis-sink.js';
-import { redisWriters } from '../../sinks/redis/writers.js';
+import { redisKeys, redisWriters } from '../../sinks/redis/writers.js';
 import { SinkRunner, type SinkRunnerConfig } from '../../sinks/sink-runner.js';
 import { positions, routingDecisions } from '../fixtures/sink-data.js';
 import { buildSink, type SinkSpec } from '../fixtures/sink-factory.js';
@@ -83,6 +83,26 @@ describe('Redis sink (real Kafka, real Redis)', () => {
     expect(status.partitions.every((p) => p.lag === 0)).toBe(true);
     await runner.stop();
     await expectKeysExact(spec.prefix!, { positions: pos.expected, routing: routing.expected });
+  });
+
+  it('ids holding the key separator: tenant "a:b" with conversation "c" and tenant "a" with "b:c" get keys of their own', async () => {
+    const spec = await setup('separator');
+    const base = routingDecisions(1, 81).records[0]!.value;
+    const decisions = [
+      { ...base, tenantId: 'a:b', conversationId: 'c', agentId: 'agent-1' },
+      { ...base, tenantId: 'a', conversationId: 'b:c', agentId: 'agent-2' },
+      { ...base, tenantId: 'a%3Ab', conversationId: 'c', agentId: 'agent-3' }, // already looks escaped
+    ];
+    await produceTransactional([{ topic: spec.topics.routingDecisions!, partitions: PARTITIONS, records: decisions.map((v) => ({ key: v.tenantId, value: v })) }]);
+    const runner = startRunner(spec);
+    await runner.start();
+    await waitUntilStored('every offset stored', [spec.topics.routingDecisions!], stored(spec));
+    await runner.stop();
+    const keys = decisions.map((d) => redisKeys.routingDecision(spec.prefix!, d.tenantId, d.conversationId));
+    expect(new Set(keys).size).toBe(3);
+    const stored3 = await scope.control.mget(...keys);
+    expect(stored3.map((t) => (JSON.parse(t!) as { agentId: string }).agentId)).toEqual(['agent-1', 'agent-2', 'agent-3']);
+    expect(redisKeys.routingDecision('p', 'tenant-1', 'conv-9')).toBe('p:routing-decision:tenant-1:conv-9'); // ordinary ids unchanged
   });
 
   it('SIGKILL mid-batch (as the flush of a batch begins), several times: the keys end exact', async () => {

@@ -12,7 +12,7 @@ import { partitionForKey } from '../../runtime/partitioner.js';
 import { Serdes } from '../../runtime/serde.js';
 import { ensureDatabase } from '../../sinks/postgres/migrate.js';
 import { quoteIdent } from '../../sinks/postgres/writers.js';
-import type { PositionJson, RoutingDecisionJson } from '../../sinks/redis/writers.js';
+import { redisKeys, type PositionJson, type RoutingDecisionJson } from '../../sinks/redis/writers.js';
 import type { SinkRunner, SinkRunnerEvents } from '../../sinks/sink-runner.js';
 import type { Keyed, positions, routingDecisions } from '../fixtures/sink-data.js';
 import { brokers, kafka, unique, waitFor, withAdmin } from '../helpers/kafka.js';
@@ -375,7 +375,7 @@ export async function expectRedisKeysExact(r: Redis, prefix: string, expected: E
       decisions++;
       const got = JSON.parse((await r.get(key))!) as RoutingDecisionJson;
       const want = expected.routing?.get(got.conversationId);
-      if (key !== `${prefix}:routing-decision:${want?.tenantId}:${want?.conversationId}` || JSON.stringify(got) !== JSON.stringify(want)) {
+      if (want === undefined || key !== redisKeys.routingDecision(prefix, want.tenantId, want.conversationId) || JSON.stringify(got) !== JSON.stringify(want)) {
         wrong.push(`${key}: ${JSON.stringify(got)} ≠ ${JSON.stringify(want)}`);
       }
     } else {
