@@ -81,6 +81,17 @@ export async function fetchPartition(
   return res.responses[0]?.partitions.find((p) => p.partition === partition);
 }
 
+export interface ReadOptions {
+  /** Stop before this offset instead of at the last stable offset. */
+  untilOffset?: number;
+  /**
+   * Wait up to this long for the transactions open at the first fetch to end, so that a transaction whose commit
+   * has not reached this partition yet (its markers are written a moment after the commit) is read too. For reading
+   * a topic whose writers are done; default 0 (read up to the last stable offset as it is).
+   */
+  settleMs?: number;
+}
+
 /**
  * Reads one partition from a given offset to its end, read_committed, without a consumer group.
  * Responsible for:
@@ -111,7 +122,7 @@ export class PartitionReader {
     partition: number,
     fromOffset: number | null,
     onBatch: (messages: RawMessage[], nextOffset: number) => Promise<void> | void,
-    opts: { untilOffset?: number; onProgress?: (next: number, end: number) => void } = {},
+    opts: ReadOptions & { onProgress?: (next: number, end: number) => void } = {},
   ): Promise<number> {
     let reached = fromOffset ?? 0;
     for await (const b of this.batches(topic, partition, fromOffset, opts)) {
@@ -130,8 +141,9 @@ export class PartitionReader {
     topic: string,
     partition: number,
     fromOffset: number | null,
-    opts: { untilOffset?: number } = {},
+    opts: ReadOptions = {},
   ): AsyncGenerator<{ messages: RawMessage[]; next: number; end: number }> {
+    const settleUntil = Date.now() + (opts.settleMs ?? 0);
     const cluster = await this.getCluster();
     await cluster.addTargetTopic(topic);
     let offset = fromOffset ?? 0;
@@ -155,7 +167,13 @@ export class PartitionReader {
         if (fromOffset !== null) throw new WeirError(`offset ${offset} is out of range for ${topic}/${partition} (the log starts at ${logStart})`);
         offset = logStart;
       }
-      if (end < 0) end = Number(data.lastStableOffset);
+      if (end < 0) {
+        if (Number(data.lastStableOffset) < Number(data.highWatermark) && Date.now() < settleUntil) {
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
+        end = Number(data.lastStableOffset);
+      }
       if (first) {
         first = false;
         yield { messages: [], next: offset, end };

@@ -99,11 +99,14 @@ export async function runChecks(inp: CheckInputs): Promise<{ checks: Check[]; fa
 
 type Read = (topic: string) => Promise<Array<RawMessage & { partition: number }>>;
 
-/** Every committed record of a topic (read_committed, without a consumer group), partition by partition. */
+/**
+ * Every committed record of a topic (read_committed, without a consumer group), partition by partition. Its writers
+ * are done, but their last commit may not have reached every partition yet: the read waits for that (`settleMs`).
+ */
 export async function readTopic(admin: Admin, reader: PartitionReader, topic: string): Promise<Array<RawMessage & { partition: number }>> {
   const out: Array<RawMessage & { partition: number }> = [];
   for (const { partition } of await admin.fetchTopicOffsets(topic)) {
-    await reader.read(topic, partition, null, (messages) => void out.push(...messages.map((m) => ({ ...m, partition }))));
+    await reader.read(topic, partition, null, (messages) => void out.push(...messages.map((m) => ({ ...m, partition }))), { settleMs: 30_000 });
   }
   return out;
 }

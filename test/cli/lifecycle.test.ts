@@ -96,7 +96,11 @@ async function endOffsets(topic: string): Promise<Map<number, number>> {
   });
 }
 
-/** Committed records (read_committed; transaction markers are not records) written to `topic` after `from`. */
+/**
+ * Committed records (read_committed; transaction markers are not records) written to `topic` after `from`.
+ * A worker's last transaction can be committed for its group (no lag) a moment before its markers reach this topic:
+ * the read waits for it (`settleMs`) instead of stopping below it.
+ */
 async function recordsSince(topic: string, from: Map<number, number>): Promise<number> {
   const ends = await endOffsets(topic);
   const reader = new PartitionReader(kafka());
@@ -104,7 +108,7 @@ async function recordsSince(topic: string, from: Map<number, number>): Promise<n
   try {
     for (const [partition, end] of ends) {
       const start = from.get(partition) ?? 0;
-      if (end > start) await reader.read(topic, partition, start, (messages) => void (n += messages.length));
+      if (end > start) await reader.read(topic, partition, start, (messages) => void (n += messages.length), { settleMs: 30_000 });
     }
   } finally {
     await reader.close();
@@ -138,7 +142,7 @@ async function latestPositions(): Promise<Record<string, string>> {
           const v = await serde.deserialize(m.value!, { topic: 'positions' } as never);
           latest[`${v.accountId}/${v.instrument}`] = formatDecimal(v.quantity, Scale.quantity);
         }
-      });
+      }, { settleMs: 30_000 });
     }
   } finally {
     await reader.close();
