@@ -128,20 +128,20 @@ export class TaskManager {
   }
 
   /**
-   * Commit one task under its lock, handling the errors a commit can raise. `due` is checked again inside the lock:
-   * a commit queued behind a slow one finds the task just committed and does nothing.
+   * Commit one task under its lock, handling the errors a commit can raise, if it last committed at least
+   * `minMsSinceCommit` ago. That is checked again inside the lock: a commit queued behind a slow one finds the task
+   * just committed and does nothing.
    */
-  async commit(task: Task, due: (t: Task) => boolean = () => true): Promise<void> {
+  async commit(task: Task, minMsSinceCommit = 0): Promise<void> {
     await task
       .exclusive(async () => {
-        if (task.needsCommit && due(task)) await task.commit();
+        if (task.needsCommit && task.msSinceCommit >= minMsSinceCommit) await task.commit();
       })
       .catch((err) => this.handleTaskError(task, err));
   }
 
   async commitDue(intervalMs: number): Promise<void> {
-    const due = (t: Task) => t.msSinceCommit >= intervalMs;
-    await Promise.all([...this.tasks.values()].filter((t) => t.needsCommit && due(t)).map((t) => this.commit(t, due)));
+    await Promise.all([...this.tasks.values()].filter((t) => t.needsCommit && t.msSinceCommit >= intervalMs).map((t) => this.commit(t, intervalMs)));
   }
 
   async commitAll(): Promise<void> {

@@ -366,23 +366,20 @@ export class Worker {
 
   /**
    * Where a task resumes on each input: the group's committed offset, or, for a partition the group never committed,
-   * the log start. Never null: a task started again inside a live consumer (after a failed commit) must seek back
-   * over the records of its aborted first transaction, which the consumer has already fetched past.
+   * the log start (null only if the topic has no such partition). A task started again inside a live consumer (after
+   * a failed commit) must seek back over the records of its aborted first transaction, which the consumer has
+   * already fetched past.
    */
   private async fetchCommitted(task: Task): Promise<Map<string, number | null>> {
-    const result = new Map<string, number | null>();
     const offsets = await this.admin!.fetchOffsets({ groupId: this.cfg.applicationId, topics: [...task.inputTopics] });
-    for (const t of offsets) {
+    const resumeAt = async (t: (typeof offsets)[number]): Promise<[string, number | null]> => {
       const p = t.partitions.find((x) => x.partition === task.partition);
       const o = p ? Number(p.offset) : -1;
-      if (o >= 0) {
-        result.set(t.topic, o);
-        continue;
-      }
+      if (o >= 0) return [t.topic, o];
       const log = (await this.admin!.fetchTopicOffsets(t.topic)).find((x) => x.partition === task.partition);
-      result.set(t.topic, log ? Number(log.low) : null);
-    }
-    return result;
+      return [t.topic, log ? Number(log.low) : null];
+    };
+    return new Map(await Promise.all(offsets.map(resumeAt)));
   }
 
   private async startConsumer(): Promise<void> {
@@ -428,7 +425,6 @@ export class Worker {
     const task = this.taskManager.taskFor(batch.topic, batch.partition);
     if (!task || task.state !== 'RUNNING' || this.rejoining) return;
     let count = 0;
-    let commitError: unknown;
     try {
       await task.exclusive(async () => {
         if (task.state !== 'RUNNING') return;
@@ -437,23 +433,12 @@ export class Worker {
           await task.process(batch.topic, batch.partition, m);
           resolveOffset(m.offset);
           // The record bound holds per transaction, not per fetched batch: one fetch can bring far more records.
-          if (task.uncommittedRecords >= this.cfg.commitMaxRecords) {
-            try {
-              await task.commit();
-            } catch (err) {
-              // A failed commit is handled as the commit interval's are (TaskManager.commit), not as a processing error.
-              commitError = err;
-              return;
-            }
-          }
+          // A failed commit throws what TaskManager.handleTaskError takes (migrated, corrupted or fatal), as below.
+          if (task.uncommittedRecords >= this.cfg.commitMaxRecords) await task.commit();
           // A big batch must not outlast the session: kafkajs sends only when the heartbeat interval has passed.
           if (++count % 500 === 0) await heartbeat().catch(() => undefined);
         }
       });
-      if (commitError !== undefined) {
-        await this.taskManager.handleTaskError(task, commitError);
-        return;
-      }
     } catch (err) {
       if (err instanceof WeirError && err.retriable && !(err instanceof TaskMigratedError) && !(err instanceof TaskCorruptedError)) {
         // The records from the failed one on stay unresolved and are fetched again after a pause.
