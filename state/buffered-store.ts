@@ -65,8 +65,7 @@ export class BufferedStore {
     if (this.cacheSize === 0) return this.backend.get(key);
     const cached = this.cache.get(k);
     if (cached !== undefined) {
-      this.cache.delete(k);
-      this.cache.set(k, cached);
+      this.remember(k, cached);
       return cached ?? undefined;
     }
     const version = this.backendVersion;
@@ -182,7 +181,7 @@ export class BufferedStore {
       throw new WeirError(`Illegal state ${this.txState} with ${this.dirty.size} uncommitted changes while restore on store '${this.name}'`);
     }
     this.backendVersion++;
-    for (const [key] of changes) this.cache.delete(key.toString('latin1'));
+    if (this.cacheSize > 0) for (const [key] of changes) this.cache.delete(key.toString('latin1'));
     await this.backend.write(changes, nextOffset);
   }
 

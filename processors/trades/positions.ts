@@ -1,6 +1,6 @@
 import type { Position } from '../../schemas/types.js';
 import { TradeRejectedError } from './errors.js';
-import { compareTradeOrder, type LiveTrade } from './trade-state.js';
+import { compareTradeOrder, type LiveTrade, type OrderKey } from './trade-state.js';
 import { DecimalLimit } from './validate-trade.js';
 
 /** An open FIFO lot: signed quantity (scale 4; > 0 long, < 0 short) at the price of the trade that opened it. */
@@ -27,12 +27,6 @@ export interface PositionState {
   liveTrades: number;
   last: OrderKey | null;
   checkpoints?: OrderKey[];
-}
-
-/** Where a live trade sits in its live set: (tradeTime, tradeId). */
-export interface OrderKey {
-  tradeTime: number;
-  tradeId: string;
 }
 
 type FifoTrade = Pick<LiveTrade, 'tradeId' | 'side' | 'quantity' | 'price'>;
@@ -62,16 +56,9 @@ export function matchFifo(lots: readonly Lot[], t: FifoTrade): { lots: Lot[]; re
   return { lots: out, realised };
 }
 
-/**
- * The position state of a live set, from scratch: the trades in (tradeTime, tradeId) order through FIFO.
- * `currency` is kept for an empty live set (the position of a flat instrument keeps its currency).
- * Throws CURRENCY_MISMATCH when the live trades are not all in one currency.
- */
-export function positionStateOf(liveTrades: readonly LiveTrade[], currency: string): PositionState {
-  const ordered = liveTrades.slice().sort(compareTradeOrder);
-  let state: PositionState = { currency, lots: [], realisedPnl: 0n, liveTrades: 0, last: null };
-  for (const t of ordered) state = appendTrade(state, t);
-  return state;
+/** The position state of an empty live set: no lots, nothing realised; a flat instrument keeps its `currency`. */
+export function emptyPositionState(currency: string): PositionState {
+  return { currency, lots: [], realisedPnl: 0n, liveTrades: 0, last: null };
 }
 
 /**
@@ -96,7 +83,7 @@ export function appendTrade(state: PositionState, t: LiveTrade): PositionState {
 }
 
 /** Whether `t` comes after every live trade of `state`, so `appendTrade` gives what a full recompute would. */
-export function sortsLast(state: PositionState, t: { tradeTime: number; tradeId: string }): boolean {
+export function sortsLast(state: PositionState, t: OrderKey): boolean {
   return state.last === null || compareTradeOrder(state.last, t) < 0;
 }
 

@@ -26,6 +26,12 @@ export interface LiveTrade extends TradeTerms {
   version: number;
 }
 
+/** Where a live trade sits in its live set: (tradeTime, tradeId). */
+export interface OrderKey {
+  tradeTime: number;
+  tradeId: string;
+}
+
 export function termsOf(e: TradeEvent): TradeTerms {
   return { instrument: e.instrument, side: e.side, quantity: e.quantity, price: e.price, currency: e.currency, tradeTime: e.tradeTime };
 }
@@ -66,7 +72,7 @@ export function applyTradeEvent(current: TradeRecord | undefined, e: TradeEvent)
  * The order in which positions take live trades: tradeTime, then tradeId in UTF-8 byte order (= code point
  * order). It is exactly the byte order of `liveKey`, so a prefix scan of the live set yields this order.
  */
-export function compareTradeOrder(a: { tradeTime: number; tradeId: string }, b: { tradeTime: number; tradeId: string }): number {
+export function compareTradeOrder(a: OrderKey, b: OrderKey): number {
   if (a.tradeTime !== b.tradeTime) return a.tradeTime < b.tradeTime ? -1 : 1;
   return Buffer.compare(Buffer.from(a.tradeId, 'utf8'), Buffer.from(b.tradeId, 'utf8'));
 }
@@ -98,18 +104,24 @@ export function liveKey(accountId: string, t: { instrument: string; tradeTime: n
   return `${liveSetPrefix(accountId, t.instrument)}${time}${SEP}${t.tradeId}`;
 }
 
+/** Key of the checkpoint after the live trade at order key `k` of (account, instrument): that trade's live key. */
+export function checkpointKey(accountId: string, instrument: string, k: OrderKey): string {
+  return liveKey(accountId, { instrument, tradeTime: k.tradeTime, tradeId: k.tradeId });
+}
+
 /**
  * Bounds (both inclusive, as `KeyValueStore.range` takes them) of the live-set keys of (account, instrument) that
  * sort strictly after `after` (a trade's order key), or of the whole live set when `after` is null.
- * `liveKey(…) + SEP` is the least string above that key; every live key goes on with 14 hex digits after the
- * prefix, all below U+007F, so `prefix + U+007F` lies above every key of the live set and below the next prefix.
+ * The live key at `after` (`checkpointKey` writes it from an order key) + SEP is the least string above that key;
+ * every live key goes on with 14 hex digits after the prefix, all below U+007F, so `prefix + U+007F` lies above
+ * every key of the live set and below the next prefix.
  */
 export function liveKeysAfter(
   accountId: string,
   instrument: string,
-  after: { tradeTime: number; tradeId: string } | null,
+  after: OrderKey | null,
 ): { from: string; to: string } {
   const prefix = liveSetPrefix(accountId, instrument);
-  const from = after ? `${liveKey(accountId, { instrument, tradeTime: after.tradeTime, tradeId: after.tradeId })}${SEP}` : prefix;
+  const from = after ? `${checkpointKey(accountId, instrument, after)}${SEP}` : prefix;
   return { from, to: `${prefix}\u007f` };
 }

@@ -3,8 +3,20 @@ import { Serdes } from '../../runtime/serde.js';
 import { keyValueStore, type KeyValueStore, type StoreSpec } from '../../state/store.js';
 import type { LedgerEntry, Position, TradeEvent } from '../../schemas/types.js';
 import { ledgerEntriesFor } from './ledger.js';
-import { appendTrade, checkPositionFits, positionOf, sortsLast, type OrderKey, type PositionState } from './positions.js';
-import { applyTradeEvent, compareTradeOrder, liveKey, liveKeysAfter, liveTradeOf, positionStateKey, tradeKey, type LiveTrade, type TradeRecord } from './trade-state.js';
+import { appendTrade, checkPositionFits, emptyPositionState, positionOf, sortsLast, type PositionState } from './positions.js';
+import {
+  applyTradeEvent,
+  checkpointKey,
+  compareTradeOrder,
+  liveKey,
+  liveKeysAfter,
+  liveTradeOf,
+  positionStateKey,
+  tradeKey,
+  type LiveTrade,
+  type OrderKey,
+  type TradeRecord,
+} from './trade-state.js';
 
 export interface TradesProcessorOptions {
   /** trade records: `<account>\0<tradeId>` → TradeRecord */
@@ -142,41 +154,37 @@ export class TradesProcessor implements Processor<string, TradeEvent, string, Po
     into: LiveTrade | undefined,
   ): Promise<Omit<PositionUpdate, 'instrument' | 'position'>> {
     const currency = before?.currency ?? (into ?? out)!.currency;
-    const empty: PositionState = { currency, lots: [], realisedPnl: 0n, liveTrades: 0, last: null };
     const previousCheckpoints = before?.checkpoints ?? [];
-
-    if (!out && into && (!before || sortsLast(before, into))) {
-      // Appending after every live trade: no checkpoint changes, perhaps a new one.
-      const state = appendTrade(before ?? empty, into);
-      if (state.liveTrades % this.every !== 0) return { state: { ...state, checkpoints: previousCheckpoints }, checkpointPuts: [], checkpointDeletes: [] };
-      return {
-        state: { ...state, checkpoints: [...previousCheckpoints, orderKeyOf(into)] },
-        checkpointPuts: [[liveKey(account, into), state]],
-        checkpointDeletes: [],
-      };
-    }
-
-    // An edit at order key k: checkpoints at k or after it no longer describe the live set's prefix.
-    const edit = out && into ? (compareTradeOrder(out, into) <= 0 ? out : into) : (out ?? into)!;
-    let kept = previousCheckpoints.length;
-    while (kept > 0 && compareTradeOrder(previousCheckpoints[kept - 1]!, edit) >= 0) kept--;
-    const base = kept > 0 ? previousCheckpoints[kept - 1]! : null;
-    let state = empty;
-    if (base) {
-      const stored = await this.checkpoints.get(liveKey(account, { instrument, ...orderKeyOf(base) }));
-      if (!stored) throw new Error(`trades checkpoint ${account}|${instrument} at ${base.tradeTime}/${base.tradeId} is listed but missing from ${this.opts.checkpointsStore}`);
-      state = stored;
-    }
-
-    const checkpoints = previousCheckpoints.slice(0, kept);
+    let state = before ?? emptyPositionState(currency);
+    const checkpoints = previousCheckpoints.slice();
     const checkpointPuts: Array<[string, PositionState]> = [];
     const fold = (t: LiveTrade) => {
       state = appendTrade(state, t);
       if (state.liveTrades % this.every === 0) {
         checkpoints.push(orderKeyOf(t));
-        checkpointPuts.push([liveKey(account, t), state]);
+        checkpointPuts.push([checkpointKey(account, instrument, t), state]);
       }
     };
+
+    if (!out && into && (!before || sortsLast(before, into))) {
+      // Appending after every live trade: no checkpoint changes, perhaps a new one.
+      fold(into);
+      return { state: { ...state, checkpoints }, checkpointPuts, checkpointDeletes: [] };
+    }
+
+    // An edit at order key k: checkpoints at k or after it no longer describe the live set's prefix.
+    const edit = out && into ? (compareTradeOrder(out, into) <= 0 ? out : into) : (out ?? into)!;
+    let kept = checkpoints.length;
+    while (kept > 0 && compareTradeOrder(checkpoints[kept - 1]!, edit) >= 0) kept--;
+    const stale = checkpoints.splice(kept);
+    const base = kept > 0 ? checkpoints[kept - 1]! : null;
+    state = emptyPositionState(currency);
+    if (base) {
+      const stored = await this.checkpoints.get(checkpointKey(account, instrument, base));
+      if (!stored) throw new Error(`trades checkpoint ${account}|${instrument} at ${base.tradeTime}/${base.tradeId} is listed but missing from ${this.opts.checkpointsStore}`);
+      state = stored;
+    }
+
     // The live store still holds the old live set: skip `out`, and take `into` at its place (it sorts after base).
     let pending = into;
     const { from, to } = liveKeysAfter(account, instrument, base);
@@ -191,10 +199,7 @@ export class TradesProcessor implements Processor<string, TradeEvent, string, Po
     if (pending) fold(pending);
 
     const rewritten = new Set(checkpointPuts.map(([key]) => key));
-    const checkpointDeletes = previousCheckpoints
-      .slice(kept)
-      .map((c) => liveKey(account, { instrument, ...orderKeyOf(c) }))
-      .filter((key) => !rewritten.has(key));
+    const checkpointDeletes = stale.map((c) => checkpointKey(account, instrument, c)).filter((key) => !rewritten.has(key));
     return { state: { ...state, checkpoints }, checkpointPuts, checkpointDeletes };
   }
 }
