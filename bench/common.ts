@@ -105,7 +105,6 @@ export async function topicEnds(admin: Admin, topics: readonly string[]): Promis
 
 export const sumEnds = (ends: TopicEnds): number => [...ends.values()].reduce((a, m) => a + [...m.values()].reduce((x, y) => x + y, 0), 0);
 
-/** Creates the topics and waits until every partition has a leader; a broker that just started may need retries. */
 /**
  * The bench's topics keep everything: scenario event times reach back further than the local broker's 24 h retention,
  * which would otherwise delete input while it is drained (kafkajs then logs "Offset out of range").
@@ -115,6 +114,7 @@ const KEEP_ALL = [
   { name: 'retention.bytes', value: '-1' },
 ];
 
+/** Creates the topics and waits until every partition has a leader; a broker that just started may need retries. */
 export async function createTopics(admin: Admin, topics: string[], partitions: number): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {

@@ -8,6 +8,7 @@
  */
 import type { Kafka, Message } from 'kafkajs';
 import { partitionForKey } from '../runtime/partitioner.js';
+import { MAX_SEND_BYTES } from '../runtime/task-producer.js';
 
 export interface TopicMessage {
   topic: string;
@@ -23,9 +24,6 @@ export interface FastOptions {
    */
   inFlight?: number;
 }
-
-/** Keep one partition's share of a request well below the broker's message.max.bytes (1 MiB). */
-const MAX_PARTITION_BYTES = 512 * 1024;
 
 /** Sends every message; returns how many. */
 export async function produceFast(kafka: Kafka, messages: Iterable<TopicMessage> | AsyncIterable<TopicMessage>, opts: FastOptions = {}): Promise<number> {
@@ -59,7 +57,7 @@ export async function produceFast(kafka: Kafka, messages: Iterable<TopicMessage>
       const tp = `${topic}:${message.partition}`;
       const b = (bytes.get(tp) ?? 0) + (message.key?.length ?? 0) + ((message.value as Buffer | null)?.length ?? 0) + 64;
       bytes.set(tp, b);
-      if (count >= batchRecords || b >= MAX_PARTITION_BYTES) await flush();
+      if (count >= batchRecords || b >= MAX_SEND_BYTES) await flush();
     }
     await flush();
     await Promise.all(pending);

@@ -6,9 +6,8 @@
  */
 import { SinkRunner } from '../sinks/sink-runner.js';
 import { PostgresSink } from '../sinks/postgres/postgres-sink.js';
-import { postgresWriters, type PostgresTopicWriter } from '../sinks/postgres/writers.js';
 import { RedisSink } from '../sinks/redis/redis-sink.js';
-import { redisWriters, type RedisTopicWriter } from '../sinks/redis/writers.js';
+import { POSTGRES_WRITERS, REDIS_WRITERS } from '../sinks/applications.js';
 import type { Sink } from '../sinks/sink.js';
 import type { Serde } from '../runtime/serde.js';
 import { SchemaRegistryClient } from '../schemas/registry-client.js';
@@ -43,24 +42,20 @@ export interface SinkWorkerResult extends MemoryPeaks {
 
 const spec = specArg<SinkWorkerSpec>();
 
+/** The writer of each bench topic, by the catalog topic it stands for (sinks/applications.ts). */
+function writersFor<W>(table: Record<string, () => W>, database: string): Record<string, W> {
+  return Object.fromEntries(
+    Object.entries(spec.topics).map(([topic, contract]) => {
+      const writer = table[contract];
+      if (!writer) throw new Error(`no ${database} writer for ${contract}`);
+      return [topic, writer()];
+    }),
+  );
+}
+
 function buildSink(): Sink {
-  if (spec.kind === 'postgres') {
-    const writers: Record<string, PostgresTopicWriter> = {};
-    for (const [topic, contract] of Object.entries(spec.topics)) {
-      if (contract === 'positions') writers[topic] = postgresWriters.positions();
-      else if (contract === 'ledger-entries') writers[topic] = postgresWriters.ledgerEntries();
-      else if (contract === 'routing-decisions') writers[topic] = postgresWriters.routingDecisions();
-      else throw new Error(`no Postgres writer for ${contract}`);
-    }
-    return new PostgresSink({ name: spec.name, schema: spec.schema!, writers });
-  }
-  const writers: Record<string, RedisTopicWriter<any>> = {};
-  for (const [topic, contract] of Object.entries(spec.topics)) {
-    if (contract === 'positions') writers[topic] = redisWriters.positions();
-    else if (contract === 'routing-decisions') writers[topic] = redisWriters.routingDecisions();
-    else throw new Error(`no Redis writer for ${contract}`);
-  }
-  return new RedisSink({ name: spec.name, prefix: spec.prefix!, writers });
+  if (spec.kind === 'postgres') return new PostgresSink({ name: spec.name, schema: spec.schema!, writers: writersFor(POSTGRES_WRITERS, 'Postgres') });
+  return new RedisSink({ name: spec.name, prefix: spec.prefix!, writers: writersFor(REDIS_WRITERS, 'Redis') });
 }
 
 async function main(): Promise<SinkWorkerResult> {

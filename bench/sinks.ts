@@ -12,8 +12,9 @@ import pg from 'pg';
 import { Redis } from 'ioredis';
 import { deleteUnder } from '../sinks/redis/keys.js';
 import { mulberry32 } from '../cli/generators/random.js';
+import { INSTRUMENTS as TRADED } from '../cli/generators/trades.js';
 import type { LedgerEntry, Position, RoutingDecision } from '../schemas/types.js';
-import { quoteIdent } from '../sinks/postgres/writers.js';
+import { dropSchema } from '../sinks/postgres/migrate.js';
 import { createTopics, formatTable, int, log, removeOwned, round } from './common.js';
 import { topicNames, type Aim, type BenchContext, type SectionReport } from './context.js';
 import { produceRecords, type CatalogRecord } from './inputs.js';
@@ -22,8 +23,8 @@ import type { SinkWorkerResult, SinkWorkerSpec } from './sink-worker.js';
 
 export const POSTGRES_AIM = 20_000;
 const POSITION_KEYS = 50_000;
-const INSTRUMENTS = ['AAPL', 'SAP', 'MSFT', 'VOD', 'ASML', 'NESN', 'TSLA', 'BMW', 'HSBA', 'NOVN'];
-const CURRENCY: Record<string, string> = { AAPL: 'USD', SAP: 'EUR', MSFT: 'USD', VOD: 'GBP', ASML: 'EUR', NESN: 'CHF', TSLA: 'USD', BMW: 'EUR', HSBA: 'GBP', NOVN: 'CHF' };
+/** the first ten instruments of the trades generator's book, with their currencies */
+const INSTRUMENTS = TRADED.slice(0, 10);
 const T0 = Date.UTC(2025, 0, 2, 9, 30);
 
 /** Output records as the trades and routing applications emit them; money as scaled bigints. */
@@ -33,8 +34,7 @@ function* outputRecords(positions: number, ledgerEntries: number, decisions: num
   for (let i = 0; i < n; i++) {
     const k = i % POSITION_KEYS;
     const accountId = `ACC-${Math.floor(k / INSTRUMENTS.length)}`;
-    const instrument = INSTRUMENTS[k % INSTRUMENTS.length]!;
-    const currency = CURRENCY[instrument]!;
+    const { instrument, currency } = INSTRUMENTS[k % INSTRUMENTS.length]!;
     const quantity = BigInt(1 + Math.floor(rnd() * 100_000)); // whole units
     const price = BigInt(1_000_000 + Math.floor(rnd() * 500_000_000)); // scale 6
     const tradeId = `T-${i}`;
@@ -106,11 +106,11 @@ async function removeRedisKeys(prefix: string): Promise<void> {
   }
 }
 
-async function dropSchema(schema: string): Promise<void> {
+async function removeSchema(schema: string): Promise<void> {
   const c = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database: 'weir' });
   await c.connect();
   try {
-    await c.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`);
+    await dropSchema(c, schema);
   } finally {
     await c.end();
   }
@@ -148,7 +148,7 @@ export async function sinksSection(ctx: BenchContext): Promise<SectionReport> {
     }
   } finally {
     if (!ctx.opts.keep) {
-      await dropSchema(schema).catch((e: Error) => log(`could not drop schema ${schema}: ${e.message}`));
+      await removeSchema(schema).catch((e: Error) => log(`could not drop schema ${schema}: ${e.message}`));
       await removeRedisKeys(prefix).catch((e: Error) => log(`could not delete Redis keys ${prefix}:*: ${e.message}`));
       await removeOwned(ctx.admin, `${prefix}-`, ctx.registry);
     }

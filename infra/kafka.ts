@@ -17,7 +17,7 @@
  *   a lease. stop() stops it unconditionally.
  * - Process handling, leases, the lock, the Maven fetch and the CLI are infra/local-service.ts;
  *   this module has what is Kafka's: the jars, the KRaft config, the storage format, the JVM.
- * - `home` (ensureKafka, stopKafka, resetKafka, kafkaStatus) runs another broker of the project beside
+ * - `home` (ensureKafka, stopKafka, resetKafka, kafkaStatus, kafkaLeaseHolders) runs another broker of the project beside
  *   this one: its own config, data, pid, log and leases under that directory, the same jars, its own port
  *   (bench/chaos.ts restarts one of its own this way without touching the shared broker).
  *
@@ -162,6 +162,11 @@ export interface KafkaStatus extends ServiceStatus {
 export async function kafkaStatus(port = Number(process.env.WEIR_LOCAL_KAFKA_PORT) || 19092, home: string = KAFKA_HOME): Promise<KafkaStatus> {
   const { address, ...status } = await serviceFor(home).status(port);
   return { ...status, brokers: address };
+}
+
+/** Pids of the other live processes holding a lease on the broker of `home` (stale leases are removed). */
+export function kafkaLeaseHolders(home: string = KAFKA_HOME): number[] {
+  return serviceFor(home).otherLeaseHolders();
 }
 
 /** Stops the broker (of `home`) and deletes its data (topics, offsets, KRaft metadata). Keeps the jars. */

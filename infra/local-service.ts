@@ -433,7 +433,7 @@ export class LocalService {
   }
 
   /** Pids of other live processes holding a lease; stale leases are removed. */
-  private otherLeaseHolders(): number[] {
+  otherLeaseHolders(): number[] {
     let names: string[];
     try {
       names = fs.readdirSync(this.leasesDir);

@@ -20,19 +20,21 @@ import { postgresWriters, type PostgresTopicWriter } from './postgres/writers.js
 import { RedisSink } from './redis/redis-sink.js';
 import { redisWriters, type RedisTopicWriter } from './redis/writers.js';
 import { routingLiveStateWriters } from './redis/routing-live-state.js';
-import { SinkRunner, type SinkRunnerConfig } from './sink-runner.js';
+import { SinkRunner } from './sink-runner.js';
 
 export type SinkKind = 'postgres' | 'redis';
 export const SINK_KINDS: readonly SinkKind[] = ['postgres', 'redis'];
 
-const POSTGRES_WRITERS: Record<string, () => PostgresTopicWriter> = {
+/** The table writer of each catalog output topic that lands in Postgres. */
+export const POSTGRES_WRITERS: Record<string, () => PostgresTopicWriter> = {
   'routing-decisions': postgresWriters.routingDecisions,
   positions: postgresWriters.positions,
   'ledger-entries': postgresWriters.ledgerEntries,
   reconciliations: postgresWriters.reconciliations,
 };
 
-const REDIS_WRITERS: Record<string, () => RedisTopicWriter<any>> = {
+/** The key writer of each catalog output topic that lands in Redis (the live state's changelogs aside). */
+export const REDIS_WRITERS: Record<string, () => RedisTopicWriter<any>> = {
   positions: redisWriters.positions,
   'routing-decisions': redisWriters.routingDecisions,
 };
@@ -54,7 +56,7 @@ export interface SinkPlan {
 }
 
 /** The routing store changelogs that feed Redis' live state. */
-export function routingLiveStateTopics(routingApplicationId: string): { agents: string; stats: string } {
+function routingLiveStateTopics(routingApplicationId: string): { agents: string; stats: string } {
   return {
     agents: changelogTopicName(routingApplicationId, RoutingStores.agents),
     stats: changelogTopicName(routingApplicationId, RoutingStores.stats),
@@ -96,8 +98,8 @@ export interface SinkConnections {
   log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, extra?: object) => void;
 }
 
-/** A SinkRunner for a plan; `runner` overrides runner settings (batch size, flush interval, …). */
-export function buildSinkRunner(plan: SinkPlan, c: SinkConnections, runner: Partial<SinkRunnerConfig> = {}): SinkRunner {
+/** A SinkRunner for a plan, with the runner's default settings (batch size, flush interval, session timeout). */
+export function buildSinkRunner(plan: SinkPlan, c: SinkConnections): SinkRunner {
   const log = (msg: string) => c.log('warn', msg, { sink: plan.name });
   const topics: Record<string, Serde<unknown>> = {};
   for (const t of plan.outputTopics) topics[t] = c.serdeFor<unknown>(t);
@@ -117,8 +119,6 @@ export function buildSinkRunner(plan: SinkPlan, c: SinkConnections, runner: Part
   return new SinkRunner({
     brokers: c.brokers,
     ...c.kafkaSecurity,
-    sessionTimeoutMs: 10_000,
-    ...runner,
     sink,
     topics,
     tombstoneTopics: plan.changelogTopics,

@@ -9,9 +9,9 @@ const BREAKER_STATES = ['closed', 'half-open', 'open'] as const;
  * - batch latency (one flush: the write and the offsets, in one database transaction) and rows/records written;
  * - lag per topic-partition (records of the log not yet in the database) and the breaker state, read from
  *   `status()` at scrape time.
- * `runners` is read at every scrape; the returned function unsubscribes from the runners' events.
+ * The returned function unsubscribes from the runners' events.
  */
-export function attachSinkMetrics(runners: () => readonly SinkRunner[], registry: Registry): () => void {
+export function attachSinkMetrics(runners: readonly SinkRunner[], registry: Registry): () => void {
   const flushes = new Histogram({
     name: 'weir_sink_batch_duration_seconds',
     help: 'Duration of one sink flush: the batch and its offsets written in one database transaction',
@@ -26,7 +26,7 @@ export function attachSinkMetrics(runners: () => readonly SinkRunner[], registry
     labelNames: ['sink'],
     registers: [registry],
     collect() {
-      for (const r of runners()) this.set({ sink: r.name }, r.status().recordsWritten);
+      for (const r of runners) this.set({ sink: r.name }, r.status().recordsWritten);
     },
   });
   new Gauge({
@@ -35,7 +35,7 @@ export function attachSinkMetrics(runners: () => readonly SinkRunner[], registry
     labelNames: ['sink', 'topic', 'partition'],
     registers: [registry],
     collect() {
-      for (const r of runners()) {
+      for (const r of runners) {
         for (const p of r.status().partitions) if (p.lag !== null) this.set({ sink: r.name, topic: p.topic, partition: String(p.partition) }, p.lag);
       }
     },
@@ -46,13 +46,13 @@ export function attachSinkMetrics(runners: () => readonly SinkRunner[], registry
     labelNames: ['sink', 'state'],
     registers: [registry],
     collect() {
-      for (const r of runners()) {
+      for (const r of runners) {
         const current = r.status().breaker;
         for (const state of BREAKER_STATES) this.set({ sink: r.name, state }, state === current ? 1 : 0);
       }
     },
   });
-  const off = runners().map((r) =>
+  const off = runners.map((r) =>
     r.on('flush', (e) => {
       flushes.observe({ sink: r.name }, e.durationMs / 1000);
       rows.inc({ sink: r.name }, e.rows);

@@ -22,6 +22,14 @@ export function tpKey(topic: string, partition: number): string {
   return `${topic}:${partition}`;
 }
 
+/**
+ * The name a sink's database connections carry (Postgres application_name, Redis CLIENT SETNAME), so a connection
+ * can be told apart and cut from outside: `weir-sink:<sink>`, cut to the 63 bytes Postgres keeps.
+ */
+export function sinkConnectionName(sink: string): string {
+  return `weir-sink:${sink}`.slice(0, 63);
+}
+
 export interface SinkRecord<V = unknown> {
   topic: string;
   partition: number;

@@ -10,32 +10,11 @@
  * JVM and a few seconds to start; its restart touches nobody else. The schema registry stays the shared one (it
  * keeps its schemas in Postgres, not in Kafka).
  */
-import fs from 'node:fs';
 import path from 'node:path';
-import { ensureKafka, kafkaStatus, resetKafka, stopKafka, type KafkaHandle } from '../../infra/kafka.js';
+import { ensureKafka, kafkaLeaseHolders, kafkaStatus, resetKafka, stopKafka, type KafkaHandle } from '../../infra/kafka.js';
 import { REPO_ROOT } from '../../infra/local-service.js';
 
 export const CHAOS_KAFKA_HOME = path.join(REPO_ROOT, '.local', 'kafka-chaos');
-
-/** Processes holding a lease on the chaos broker (infra/local-service.ts: `<home>/leases/<pid>`), this one aside. */
-function liveLeaseHolders(): number[] {
-  let names: string[];
-  try {
-    names = fs.readdirSync(path.join(CHAOS_KAFKA_HOME, 'leases'));
-  } catch {
-    return [];
-  }
-  return names.map(Number).filter((pid) => Number.isInteger(pid) && pid !== process.pid && isAlive(pid));
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export class ChaosBroker {
   private handle: KafkaHandle | null = null;
@@ -54,7 +33,7 @@ export class ChaosBroker {
    */
   async start(): Promise<void> {
     const running = await kafkaStatus(this.port, CHAOS_KAFKA_HOME);
-    const holders = liveLeaseHolders();
+    const holders = kafkaLeaseHolders(CHAOS_KAFKA_HOME);
     if (running.running && holders.length > 0) {
       throw new Error(
         `a chaos broker already runs (pid ${running.pid}, home ${path.relative(process.cwd(), CHAOS_KAFKA_HOME)}) for the chaos run of pid ${holders.join(', ')}; wait for it to end, or end it`,

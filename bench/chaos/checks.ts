@@ -31,6 +31,8 @@ export interface ChaosCheckInputs {
   stream: DemoStream;
   admin: Admin;
   reader: PartitionReader;
+  /** the routing-decisions topic, decoded (runChecks has read it) */
+  decisions: readonly RoutingDecision[];
   pg: pg.Client;
   redis: Redis;
   serdeFor: SerdeFor;
@@ -45,7 +47,7 @@ export async function chaosChecks(inp: ChaosCheckInputs): Promise<Check[]> {
     ledger: await decoded<LedgerEntry>('ledger-entries'),
     positions: await decoded<Position>('positions'),
     reconciliations: await decoded<Reconciliation>('reconciliations'),
-    decisions: await decoded<RoutingDecision>('routing-decisions'),
+    decisions: inp.decisions,
   };
   return [outputsOnce(outputs), await sinksEqualTopics(inp, outputs), faultsInjected(inp), ownExits(inp.journal)];
 }
@@ -54,7 +56,7 @@ interface Outputs {
   ledger: LedgerEntry[];
   positions: Position[];
   reconciliations: Reconciliation[];
-  decisions: RoutingDecision[];
+  decisions: readonly RoutingDecision[];
 }
 
 /** What identifies a ledger entry: its account and its id (both the table's key and the topic's identity). */

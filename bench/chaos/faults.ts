@@ -1,29 +1,27 @@
 /**
  * Cutting a sink's database connections from outside, as an outage or a failover would:
- * - Postgres: pg_terminate_backend of every backend whose application_name is the sink's (`weir-sink:<sink>`,
- *   sinks/postgres/postgres-sink.ts), in the sink's database;
- * - Redis: CLIENT KILL ID of every client named `weir-sink:<sink>` (sinks/redis/redis-sink.ts).
+ * - Postgres: pg_terminate_backend of every backend whose application_name is the sink's (`sinkConnectionName`,
+ *   sinks/sink.ts), in the sink's database;
+ * - Redis: CLIENT KILL ID of every client of that name.
  * Each returns how many connections it cut. A sink keeps its connections only while it uses them (the pool lets
  * idle ones go), so `cutSomeSink` picks among the sinks that have some, and tries again for a while when none has.
  */
 import type pg from 'pg';
 import type { Redis } from 'ioredis';
-
-/** Postgres keeps 63 bytes of an application_name, and the sink cuts it there itself. */
-const applicationName = (sink: string) => `weir-sink:${sink}`.slice(0, 63);
+import { sinkConnectionName } from '../../sinks/sink.js';
 
 export async function terminatePostgresConnections(client: pg.Client, database: string, sink: string): Promise<number> {
   const res = await client.query<{ cut: boolean }>(
     `SELECT pg_terminate_backend(pid) AS cut FROM pg_stat_activity
       WHERE datname = $1 AND application_name = $2 AND pid <> pg_backend_pid()`,
-    [database, applicationName(sink)],
+    [database, sinkConnectionName(sink)],
   );
   return res.rows.filter((r) => r.cut).length;
 }
 
 export async function killRedisConnections(redis: Redis, sink: string): Promise<number> {
   const list = (await redis.client('LIST')) as string;
-  const name = `name=weir-sink:${sink}`;
+  const name = `name=${sinkConnectionName(sink)}`;
   const ids = list
     .split('\n')
     .filter((line) => line.split(' ').includes(name))
@@ -38,16 +36,16 @@ export async function killRedisConnections(redis: Redis, sink: string): Promise<
 export async function postgresConnections(client: pg.Client, database: string, sinks: readonly string[]): Promise<Map<string, number>> {
   const res = await client.query<{ application_name: string; n: string }>(
     `SELECT application_name, count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = ANY($2) GROUP BY 1`,
-    [database, sinks.map(applicationName)],
+    [database, sinks.map(sinkConnectionName)],
   );
   const byName = new Map(res.rows.map((r) => [r.application_name, Number(r.n)]));
-  return new Map(sinks.map((s) => [s, byName.get(applicationName(s)) ?? 0]));
+  return new Map(sinks.map((s) => [s, byName.get(sinkConnectionName(s)) ?? 0]));
 }
 
 /** How many Redis connections each of `sinks` has open now. */
 export async function redisConnections(redis: Redis, sinks: readonly string[]): Promise<Map<string, number>> {
   const names = ((await redis.client('LIST')) as string).split('\n').map((line) => /(?:^| )name=(\S*)/.exec(line)?.[1]);
-  return new Map(sinks.map((s) => [s, names.filter((n) => n === `weir-sink:${s}`).length]));
+  return new Map(sinks.map((s) => [s, names.filter((n) => n === sinkConnectionName(s)).length]));
 }
 
 /**

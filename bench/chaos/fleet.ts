@@ -20,8 +20,8 @@ export interface Slot {
   spec: MemberSpec;
   /** "trades worker 2", "trades sink chaos-weir-trades-redis" */
   label: string;
-  /** the sink's name (`<applicationId>-<kind>`) for a sink */
-  sink?: { name: string; kind: 'postgres' | 'redis' };
+  /** a sink's name (`<applicationId>-<kind>`) and kind (from its MemberSpec) */
+  sink?: MemberSpec['sink'];
   supervisor: Supervisor | null;
   member: Member | null;
   /** set while this run kills it on purpose */
@@ -49,13 +49,12 @@ export class Fleet {
 
   add(app: ApplicationName, applicationId: string, workers: number): void {
     for (const spec of membersOf(applications[app], applicationId, { instances: workers })) {
-      const kind = spec.role === 'sink' ? (spec.args[spec.args.indexOf('--kind') + 1] as 'postgres' | 'redis') : undefined;
       this.slots.push({
         app,
         applicationId,
         spec,
         label: `${app} ${spec.label}`,
-        ...(kind ? { sink: { name: `${applicationId}-${kind}`, kind } } : {}),
+        ...(spec.sink ? { sink: spec.sink } : {}),
         supervisor: null,
         member: null,
         killing: false,

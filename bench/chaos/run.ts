@@ -23,7 +23,7 @@ import type { Admin } from 'kafkajs';
 import { avroSerdesFor } from '../../topologies/index.js';
 import { registerSchemas } from '../../schemas/registration.js';
 import { subjectOf, topicContracts } from '../../schemas/catalog.js';
-import { quoteIdent } from '../../sinks/postgres/writers.js';
+import { dropSchema } from '../../sinks/postgres/migrate.js';
 import { PartitionReader } from '../../runtime/partition-reader.js';
 import { loadSettings } from '../../cli/settings.js';
 import { prng } from '../../cli/generators/routing.js';
@@ -176,8 +176,8 @@ export async function runChaos(opts: ChaosOptions, io: ChaosIo): Promise<ChaosRe
 
     // 6. checks
     reader = new PartitionReader(env.kafka);
-    const demo = await runChecks({ plan, stream, closing, trace: null, routingAborts: 0, kafka: env.kafka, admin, pg: control, redis, serdeFor });
-    const chaos = await chaosChecks({ plan, stream, admin, reader, pg: control, redis, serdeFor, journal });
+    const demo = await runChecks({ plan, stream, closing, trace: null, routingAborts: 0, kafka: env.kafka, reader, admin, pg: control, redis, serdeFor });
+    const chaos = await chaosChecks({ plan, stream, admin, reader, decisions: demo.decisions, pg: control, redis, serdeFor, journal });
     result.checks = [...demo.checks, ...chaos];
     result.exitCode = allPassed(result.checks) ? 0 : 1;
     printSummary(out, { opts, stream, closing: closing.length, journal, checks: result.checks, seconds: journal.seconds });
@@ -225,7 +225,7 @@ async function removeData(env: DemoEnvironment, schema: string, prefix: string):
   redis.on('error', () => undefined);
   try {
     await client.connect();
-    await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`);
+    await dropSchema(client, schema);
     await redis.connect();
     await deleteUnder(redis, prefix);
   } finally {

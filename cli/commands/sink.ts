@@ -55,7 +55,7 @@ export async function sinkCommand(topologyName: string, flags: SinkFlags): Promi
   });
 
   const registry = new Registry();
-  attachSinkMetrics(() => [runner], registry);
+  attachSinkMetrics([runner], registry);
   const startedAt = new Date().toISOString();
   const server = await startHealthServer({
     registry,

@@ -9,6 +9,7 @@ import type { Admin } from 'kafkajs';
 import type pg from 'pg';
 import type { Redis } from 'ioredis';
 import { quoteIdent } from '../../sinks/postgres/writers.js';
+import { redisKeys } from '../../sinks/redis/writers.js';
 import { checkInterrupted } from './environment.js';
 import type { DemoPlan } from './plan.js';
 
@@ -56,7 +57,7 @@ export function sinkTargets(plan: DemoPlan, client: pg.Client, redis: Redis): Ca
     topics: [...sink.outputTopics, ...sink.changelogTopics],
     async stored() {
       if (sink.kind === 'redis') {
-        const all = await redis.hgetall(`${plan.redisPrefix}:offsets:${sink.name}`);
+        const all = await redis.hgetall(redisKeys.offsets(plan.redisPrefix, sink.name));
         return new Map(Object.entries(all).map(([k, v]) => [k, BigInt(v)]));
       }
       const res = await client.query<{ topic: string; partition: number; next_offset: string }>(

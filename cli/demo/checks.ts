@@ -57,6 +57,8 @@ export interface CheckInputs {
   /** transactions the routing worker aborted (its trace is then not exact) */
   routingAborts: number;
   kafka: Kafka;
+  /** the topics are read through this reader when given (left open), else through one of its own on `kafka` */
+  reader?: PartitionReader;
   admin: Admin;
   pg: pg.Client;
   redis: Redis;
@@ -76,8 +78,9 @@ export interface Facts {
 const n = (x: number | bigint) => x.toLocaleString('en-US');
 const MAX_LISTED = 5;
 
-export async function runChecks(inp: CheckInputs): Promise<{ checks: Check[]; facts: Facts }> {
-  const reader = new PartitionReader(inp.kafka);
+/** The checks, the summary's facts, and the routing decisions of the topic (decoded once, for other checks too). */
+export async function runChecks(inp: CheckInputs): Promise<{ checks: Check[]; facts: Facts; decisions: RoutingDecision[] }> {
+  const reader = inp.reader ?? new PartitionReader(inp.kafka);
   try {
     const read = (topic: string) => readTopic(inp.admin, reader, topic);
     const decisions = await decodeAll<RoutingDecision>(await read('routing-decisions'), inp.serdeFor('routing-decisions'), 'routing-decisions');
@@ -91,9 +94,9 @@ export async function runChecks(inp: CheckInputs): Promise<{ checks: Check[]; fa
     checks.push(await liveStateCheck(inp, decisions));
     checks.push(await deadLetterCheck(inp, read));
     checks.push(await duplicatesCheck(inp, read));
-    return { checks, facts };
+    return { checks, facts, decisions };
   } finally {
-    await reader.close().catch(() => undefined);
+    if (!inp.reader) await reader.close().catch(() => undefined);
   }
 }
 

@@ -35,7 +35,7 @@ class MergedRegistry extends Registry {
 
 export class DemoDeployment {
   readonly workers = new Map<ApplicationName, Worker>();
-  readonly sinks: { postgres: SinkRunner; redis: SinkRunner };
+  readonly sinks: readonly SinkRunner[];
   health: HealthServer | null = null;
   /** the first fatal error of a worker or sink (the demo stops on it) */
   failure: Error | null = null;
@@ -83,20 +83,15 @@ export class DemoDeployment {
       serdeFor,
       log: (level, msg, extra) => logger[level](extra ?? {}, msg),
     };
-    const runnerOf = (kind: 'postgres' | 'redis') => {
-      const combined = plan.sinks.filter((p) => p.kind === kind);
-      if (combined.length !== 1) throw new Error(`the demo runs one combined ${kind} sink, the plan has ${combined.length}`);
-      return buildSinkRunner(combined[0]!, connections);
-    };
-    this.sinks = { postgres: runnerOf('postgres'), redis: runnerOf('redis') };
-    for (const runner of Object.values(this.sinks)) {
+    this.sinks = plan.sinks.map((p) => buildSinkRunner(p, connections));
+    for (const runner of this.sinks) {
       runner.on('error', (e) => {
         // a poisoned partition or a non-retriable write would keep the sink behind for good
         if (!e.willRetry) this.fail(new Error(`sink ${runner.name} stalled: ${e.error.message}`));
       });
     }
     const sinkRegistry = new Registry();
-    this.detach.push(attachSinkMetrics(() => Object.values(this.sinks), sinkRegistry));
+    this.detach.push(attachSinkMetrics(this.sinks, sinkRegistry));
     this.registries.push(sinkRegistry);
   }
 
@@ -113,14 +108,14 @@ export class DemoDeployment {
       port: s.WEIR_HTTP_PORT,
       source: {
         live: () => this.failure === null,
-        ready: () => [...this.workers.values()].every((w) => w.ready) && Object.values(this.sinks).every((r) => r.status().state === 'running'),
+        ready: () => [...this.workers.values()].every((w) => w.ready) && this.sinks.every((r) => r.status().state === 'running'),
         details: () => ({
           workers: Object.fromEntries([...this.workers].map(([n, w]) => [n, { ready: w.ready, tasks: w.tasks }])),
-          sinks: Object.fromEntries(Object.values(this.sinks).map((r) => [r.name, { state: r.status().state, breaker: r.status().breaker }])),
+          sinks: Object.fromEntries(this.sinks.map((r) => [r.name, { state: r.status().state, breaker: r.status().breaker }])),
         }),
       },
     });
-    for (const runner of Object.values(this.sinks)) {
+    for (const runner of this.sinks) {
       this.sinksStarted.add(runner);
       await runner.start();
     }

@@ -131,7 +131,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
         if (name === 'routing') routingAborts++;
       });
     }
-    for (const runner of Object.values(deployment.sinks)) runner.on('flush', (e) => progress.onSinkFlush(runner.name, e.records, e.rows));
+    for (const runner of deployment.sinks) runner.on('flush', (e) => progress.onSinkFlush(runner.name, e.records, e.rows));
     note('starting 3 workers (weir-routing, weir-trades, weir-payments) and the Postgres and Redis sinks …');
     // not raced with an interrupt: a worker stopped halfway through its start could stay in its group
     await deployment.start();

@@ -12,7 +12,7 @@ import { applications, type Application, type ApplicationName, type SerdeFor } f
 import type { Topology } from '../../runtime/topology.js';
 import { changelogTopicName } from '../../state/store-manager.js';
 import { RoutingStores } from '../../processors/routing/stores.js';
-import { applicationSinkPlans, routingLiveStateTopics, sinkPlans, type SinkPlan } from '../../sinks/applications.js';
+import { applicationSinkPlans, sinkPlans, type SinkPlan } from '../../sinks/applications.js';
 import { TradesStores } from '../../topologies/trades.js';
 import { PAYMENTS_STORES } from '../../topologies/payments.js';
 import type { Settings } from '../settings.js';
@@ -41,8 +41,6 @@ export interface DemoPlan {
   redisPrefix: string;
   /** the sinks: name (consumer group, owner of the stored offsets), kind, the topics each reads */
   sinks: SinkPlan[];
-  /** the routing stores' changelogs that feed the live state in Redis */
-  liveState: { agents: string; stats: string };
   stateDir: string;
   logFile: string;
   /** every topic the demo owns (deleted and recreated by the reset): inputs, outputs, changelogs, dead letters */
@@ -89,14 +87,12 @@ export function planDemo(settings: Settings, serdeFor: (app: ApplicationName) =>
     opts.sinks === 'per-application'
       ? deployed.flatMap((a) => applicationSinkPlans(a))
       : sinkPlans(deployed, { postgres: `${settings.WEIR_APP_PREFIX}weir-demo-postgres`, redis: `${settings.WEIR_APP_PREFIX}weir-demo-redis` });
-  const routingId = apps.routing.applicationId;
   return {
     apps,
     partitions,
     schema: opts.schema ?? 'weir',
     redisPrefix,
     sinks,
-    liveState: routingLiveStateTopics(routingId),
     stateDir: settings.WEIR_STATE_DIR,
     logFile: path.join(settings.WEIR_RUN_DIR, 'demo.log'),
     allTopics: APP_NAMES.flatMap((n) => [...apps[n].inputTopics, ...apps[n].outputTopics, ...apps[n].changelogs, apps[n].deadLetterTopic]),

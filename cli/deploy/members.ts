@@ -4,7 +4,7 @@
  */
 import type { Application } from '../../topologies/index.js';
 import type { MemberRole } from '../run-files.js';
-import { applicationSinkPlans } from '../../sinks/applications.js';
+import { applicationSinkPlans, type SinkKind } from '../../sinks/applications.js';
 
 export interface MemberSpec {
   role: MemberRole;
@@ -14,6 +14,8 @@ export interface MemberSpec {
   label: string;
   /** Arguments of the `weir` command that runs it. */
   args: string[];
+  /** A sink's name (its group and the owner of its stored offsets) and kind. */
+  sink?: { name: string; kind: SinkKind };
 }
 
 export interface MembersOptions {
@@ -40,5 +42,6 @@ export function sinkMembers(app: Application, applicationId: string): MemberSpec
     instance: i,
     label: `sink ${plan.name}`,
     args: ['sink', app.name, '--kind', plan.kind, '--instance', String(i), '--app-id', applicationId],
+    sink: { name: plan.name, kind: plan.kind },
   }));
 }

@@ -3,10 +3,11 @@
  * - `ensureDatabase`: create the database if it is missing (idempotent, safe when several processes race);
  * - `migrate`: apply the numbered `.sql` files under `./migrations/` with node-pg-migrate: one transaction per file,
  *   its table `weir_migrations` in the sink's schema (created if missing), search_path set to that schema, and
- *   Postgres' advisory lock so concurrent sinks wait for each other rather than apply a file twice.
+ *   Postgres' advisory lock so concurrent sinks wait for each other rather than apply a file twice;
+ * - `dropSchema`: remove a sink's schema with everything in it (tables, offsets, migrations table).
  */
 import { fileURLToPath } from 'node:url';
-import type { ClientConfig } from 'pg';
+import type { ClientBase, ClientConfig } from 'pg';
 import { quoteIdent } from './writers.js';
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
@@ -54,4 +55,9 @@ export async function migrate(
     logger: { debug: () => undefined, info: log, warn: log, error: log },
   });
   return applied.map((m) => m.name);
+}
+
+/** Drop the schema and everything in it (the sink's tables, its offsets, its migrations table); none: nothing happens. */
+export async function dropSchema(client: ClientBase, schema: string): Promise<void> {
+  await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`);
 }

@@ -12,6 +12,7 @@ import { SinkWriteError, OffsetConflictError } from '../errors.js';
 import {
   BatchingSink,
   judgeStoredOffsets,
+  sinkConnectionName,
   tpKey,
   uncoveredPartitions,
   type FlushResult,
@@ -75,7 +76,7 @@ export class PostgresSink extends BatchingSink<Item> {
       port: 5432,
       user: 'postgres',
       database: 'weir',
-      application_name: `weir-sink:${config.name}`.slice(0, 63),
+      application_name: sinkConnectionName(config.name),
       // A flush never waits forever: not on a lock, not on a statement, and the server ends a session of ours
       // left idle inside a transaction (its client vanished without closing the socket), releasing its locks.
       statement_timeout: 60_000,

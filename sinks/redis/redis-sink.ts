@@ -19,6 +19,7 @@ import { OffsetConflictError, SinkWriteError } from '../errors.js';
 import {
   BatchingSink,
   judgeStoredOffsets,
+  sinkConnectionName,
   tpKey,
   uncoveredPartitions,
   type FlushResult,
@@ -27,7 +28,7 @@ import {
   type SinkRecord,
   type TopicPartition,
 } from '../sink.js';
-import type { RedisTopicWriter } from './writers.js';
+import { redisKeys, type RedisTopicWriter } from './writers.js';
 
 export interface RedisSinkConfig {
   /** sink name: the consumer group and the offsets hash `<prefix>:offsets:<name>` */
@@ -38,7 +39,7 @@ export interface RedisSinkConfig {
   writers: Record<string, RedisTopicWriter<any>>;
   /** connection settings; default 127.0.0.1:6379 */
   redis?: RedisOptions;
-  /** CLIENT SETNAME of the sink's connection; default `weir-sink:<name>` */
+  /** CLIENT SETNAME of the sink's connection; default `sinkConnectionName(name)` (`weir-sink:<name>`) */
   connectionName?: string;
   log?: (msg: string) => void;
 }
@@ -71,8 +72,8 @@ export class RedisSink extends BatchingSink<Item> {
   constructor(private readonly config: RedisSinkConfig) {
     super();
     this.name = config.name;
-    this.offsetsKey = `${config.prefix}:offsets:${config.name}`;
-    this.connectionName = config.connectionName ?? `weir-sink:${config.name}`;
+    this.offsetsKey = redisKeys.offsets(config.prefix, config.name);
+    this.connectionName = config.connectionName ?? sinkConnectionName(config.name);
     if (Object.keys(config.writers).length === 0) throw new SinkWriteError(this.name, 'no topic writers given', { retriable: false });
   }
 

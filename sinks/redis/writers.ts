@@ -38,10 +38,12 @@ interface StringWrite {
  * percent-encoded: tenant `a:b` with conversation `c` and tenant `a` with conversation `b:c` get different keys.
  * Ids without either character stay as they are.
  */
-export const keyPart = (id: string): string => id.replace(/[%:]/g, (c) => (c === '%' ? '%25' : '%3A'));
+const keyPart = (id: string): string => id.replace(/[%:]/g, (c) => (c === '%' ? '%25' : '%3A'));
 
 /** The Redis keys the writers below write, for everything that reads them back. */
 export const redisKeys = {
+  /** the offsets hash of a sink (field `<topic>:<partition>`, value the next offset) */
+  offsets: (prefix: string, sink: string): string => `${prefix}:offsets:${sink}`,
   routingDecision: (prefix: string, tenantId: string, conversationId: string): string =>
     `${prefix}:routing-decision:${keyPart(tenantId)}:${keyPart(conversationId)}`,
 };
