@@ -12,13 +12,12 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { resetKafka } from '../../infra/kafka.js';
 import { CHAOS_KAFKA_HOME } from '../../bench/chaos/broker.js';
 import { FAULT_KINDS } from '../../bench/chaos/journal.js';
 import { unique } from '../helpers/kafka.js';
-import { deleteKeys, PG, redisClient } from '../sinks/support.js';
+import { deleteKeys, dropSchema, PG_URL, pgClient, REDIS, redisClient } from '../sinks/support.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const id = unique('chaostest');
@@ -45,9 +44,8 @@ afterAll(async () => {
   const redis = redisClient();
   await deleteKeys(redis, id).catch(() => undefined);
   await redis.quit();
-  const client = new pg.Client({ ...PG, application_name: 'weir-chaos-test' });
-  await client.connect();
-  await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
+  const client = await pgClient();
+  await dropSchema(client, schema).catch(() => undefined);
   await client.end();
   await resetKafka(CHAOS_KAFKA_HOME);
 }, 60_000);
@@ -66,8 +64,8 @@ function runChaos(args: string[], timeoutMs: number): Promise<Run> {
       env: {
         ...process.env,
         SCHEMA_REGISTRY_URL: inject('schemaRegistryUrl'),
-        DATABASE_URL: `postgres://${PG.user}@${PG.host}:${PG.port}/${PG.database}`,
-        REDIS_URL: 'redis://127.0.0.1:6379/0',
+        DATABASE_URL: PG_URL,
+        REDIS_URL: `redis://${REDIS.host}:${REDIS.port}/0`,
         WEIR_PG_SCHEMA: schema,
         WEIR_REDIS_PREFIX: id,
         WEIR_APP_PREFIX: `${id}-`,

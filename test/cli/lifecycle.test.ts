@@ -19,16 +19,17 @@ import { cliEnv, lines, removeCliDirs, weir, WeirProcess } from './cli.js';
 import type { ApplicationStatus } from '../../cli/commands/status.js';
 import type pg from 'pg';
 import type { Redis } from 'ioredis';
-import { deleteKeys, dropSchema, PG, pgClient, redisClient } from '../sinks/support.js';
+import { deleteKeys, dropSchema, PG_URL, pgClient, redisClient } from '../sinks/support.js';
 import { avroSerdesFor } from '../../topologies/index.js';
 import { SchemaRegistryClient } from '../../schemas/registry-client.js';
 import { formatDecimal } from '../../schemas/decimal.js';
 import { Scale, type Position } from '../../schemas/types.js';
-import { registryApi } from '../../cli/services.js';
+import { keysStartingWith } from '../../sinks/redis/keys.js';
+import { registryUrl } from '../helpers/registry.js';
 
 const prefix = `clitest-${randomUUID().slice(0, 8)}-`;
 const schema = prefix.replace(/-/g, '_').replace(/_+$/, '');
-const env = cliEnv(prefix, { DATABASE_URL: `postgres://${PG.user}@${PG.host}:${PG.port}/${PG.database}`, WEIR_PG_SCHEMA: schema, WEIR_REDIS_PREFIX: schema });
+const env = cliEnv(prefix, { DATABASE_URL: PG_URL, WEIR_PG_SCHEMA: schema, WEIR_REDIS_PREFIX: schema });
 let control: pg.Client;
 let redis: Redis;
 const applicationId = `${prefix}weir-trades`;
@@ -122,22 +123,29 @@ async function sinkContents(): Promise<{ ledgerRows: number; pgPositions: Record
   const rows = await control.query<{ account_id: string; instrument: string; quantity: string }>(`SELECT account_id, instrument, quantity::text AS quantity FROM ${schema}.positions`);
   const pgPositions = Object.fromEntries(rows.rows.map((r) => [`${r.account_id}/${r.instrument}`, r.quantity]));
   const redisPositions: Record<string, string> = {};
-  for (const key of await redis.keys(`${schema}:position:*`)) {
-    const account = key.slice(`${schema}:position:`.length);
-    for (const [instrument, text] of Object.entries(await redis.hgetall(key))) redisPositions[`${account}/${instrument}`] = String((JSON.parse(text) as { quantity: string }).quantity);
+  for await (const keys of keysStartingWith(redis, `${schema}:position:`)) {
+    for (const key of keys) {
+      const account = key.slice(`${schema}:position:`.length);
+      for (const [instrument, text] of Object.entries(await redis.hgetall(key))) redisPositions[`${account}/${instrument}`] = String((JSON.parse(text) as { quantity: string }).quantity);
+    }
   }
   return { ledgerRows: Number(ledger.rows[0]!.n), pgPositions, redisPositions };
 }
 
-/** The last positions record of each account/instrument on the topic (its quantity, as text). */
-async function latestPositions(): Promise<Record<string, string>> {
+/**
+ * The whole positions topic in one pass (committed records, waiting for a last commit like recordsSince): how many
+ * records it holds, and the last record of each account/instrument (its quantity, as text).
+ */
+async function latestPositions(): Promise<{ records: number; latest: Record<string, string> }> {
   const latest: Record<string, string> = {};
+  let records = 0;
   const reader = new PartitionReader(kafka());
-  const serde = avroSerdesFor(new SchemaRegistryClient({ url: registryApi(env.SCHEMA_REGISTRY_URL!) }))<Position>('positions');
+  const serde = avroSerdesFor(new SchemaRegistryClient({ url: registryUrl() }))<Position>('positions');
   try {
     for (const [partition, end] of await endOffsets('positions')) {
       if (end === 0) continue;
       await reader.read('positions', partition, 0, async (messages) => {
+        records += messages.length;
         for (const m of messages) {
           const v = await serde.deserialize(m.value!, { topic: 'positions' } as never);
           latest[`${v.accountId}/${v.instrument}`] = formatDecimal(v.quantity, Scale.quantity);
@@ -147,7 +155,7 @@ async function latestPositions(): Promise<Record<string, string>> {
   } finally {
     await reader.close();
   }
-  return latest;
+  return { records, latest };
 }
 
 function deploy(args: string[]): WeirProcess {
@@ -255,7 +263,7 @@ describe('weir: produce, deploy, status, stop, replay, deploy again (real broker
     expect(stopped.group.members).toEqual([]);
     expect(stopped.processes).toEqual([]);
     expect(stopped.totalLag).toBe(0);
-    const positions1 = await recordsSince('positions', new Map());
+    const { records: positions1, latest } = await latestPositions();
     const ledger1 = await recordsSince('ledger-entries', new Map());
     expect(positions1).toBeGreaterThan(0);
     expect(ledger1).toBeGreaterThan(0);
@@ -263,7 +271,6 @@ describe('weir: produce, deploy, status, stop, replay, deploy again (real broker
     // each (account, instrument) on the positions topic
     const tables = await sinkContents();
     expect(tables.ledgerRows).toBe(ledger1);
-    const latest = await latestPositions();
     expect(tables.pgPositions).toEqual(latest);
     expect(tables.redisPositions).toEqual(latest);
 

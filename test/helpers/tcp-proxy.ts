@@ -26,10 +26,6 @@ export class OutageProxy {
     return proxy;
   }
 
-  get up(): boolean {
-    return this.isUp;
-  }
-
   private accept(client: net.Socket, host: string, port: number): void {
     if (!this.isUp) {
       this.refused++;

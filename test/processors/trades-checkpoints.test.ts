@@ -15,9 +15,8 @@ import { mulberry32 } from '../../cli/generators/random.js';
 import { modelLedgerNet, modelPosition, type ModelPosition } from '../../cli/demo/recompute/trades.js';
 import { compareTradeOrder, liveKey } from '../../processors/trades/trade-state.js';
 import type { PositionState } from '../../processors/trades/positions.js';
-import { DLQ, outputs, pipe, tradesSerdes, type Outputs } from '../fixtures/trades-driver.js';
+import { outputs, pipe, tradesSerdes, type Outputs } from '../fixtures/trades-driver.js';
 
-const serdes = tradesSerdes;
 const PARTITIONS = 2;
 /** checkpointEvery for the reference run: never reached, so every edit replays the whole live set */
 const NEVER = Number.MAX_SAFE_INTEGER;
@@ -130,7 +129,7 @@ function scenario(seed: number, n: number): { events: TradeEvent[]; expected: Ex
 }
 
 function newDriver(checkpointEvery: number, log?: TopologyTestDriver['log']): TopologyTestDriver {
-  return new TopologyTestDriver(tradesTopology({ serdes, backend: 'memory', checkpointEvery }), {
+  return new TopologyTestDriver(tradesTopology({ serdes: tradesSerdes, backend: 'memory', checkpointEvery }), {
     partitions: { [TradesTopics.input]: PARTITIONS, [TradesTopics.positions]: PARTITIONS, [TradesTopics.ledger]: PARTITIONS },
     processingErrorPolicy: 'fail',
     log,

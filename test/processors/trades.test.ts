@@ -16,11 +16,10 @@ import { averageCostOf, divideHalfEven, matchFifo } from '../../processors/trade
 import { validateTradeEvent } from '../../processors/trades/validate-trade.js';
 import { finalLiveSets, modelLedgerNet, modelPosition, type ModelPosition } from '../../cli/demo/recompute/trades.js';
 import { TradeRejectedError } from '../../processors/trades/errors.js';
-import { DLQ, outputs, pipe, tradesSerdes, type Outputs } from '../fixtures/trades-driver.js';
+import { outputs, pipe, tradesSerdes, type Outputs } from '../fixtures/trades-driver.js';
 
 type Backend = 'memory' | 'rocksdb';
 
-const serdes = tradesSerdes;
 const PARTITIONS = 4;
 
 const tempDirs: string[] = [];
@@ -36,7 +35,7 @@ function newDriver(backend: Backend, opts: { log?: TopologyTestDriver['log']; ch
     stateDirectory = new StateDirectory(dir, 'test-app');
   }
   const checkpoints = opts.checkpointEvery === undefined ? {} : { checkpointEvery: opts.checkpointEvery };
-  return new TopologyTestDriver(tradesTopology({ serdes, backend, ...checkpoints }), {
+  return new TopologyTestDriver(tradesTopology({ serdes: tradesSerdes, backend, ...checkpoints }), {
     partitions: { [TradesTopics.input]: PARTITIONS, [TradesTopics.positions]: PARTITIONS, [TradesTopics.ledger]: PARTITIONS },
     stateDirectory,
     // The default policy: rejections are RecordRejectedErrors and dead-letter anyway; anything else must stop the test.
@@ -531,7 +530,7 @@ describe('trades domain functions', () => {
     expect(contractOf(TradesTopics.input).application).toBe('trades');
     expect(contractOf(TradesTopics.positions).key).toBe('accountId|instrument');
     expect(contractOf(TradesTopics.ledger).key).toBe('accountId');
-    const topology = tradesTopology({ serdes });
+    const topology = tradesTopology({ serdes: tradesSerdes });
     expect(topology.sourceTopics).toEqual(['trades']);
     expect(topology.sinkTopics.sort()).toEqual(['ledger-entries', 'positions']);
     expect(topology.describe()).toMatch(/trades-in -> dedupe -> positions-and-ledger -> (positions-out -> ledger-out|ledger-out -> positions-out)/);

@@ -1,20 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import pino from 'pino';
-import { Worker } from '../../index.js';
 import type { CommitInfo } from '../../runtime/task.js';
 import { runningSumTopology } from '../fixtures/running-sum.js';
-import { brokers, createTopics, drained, kafka, produce, unique, waitFor, withAdmin } from '../helpers/kafka.js';
+import { createTopics, drained, kafka, produce, unique, waitFor, withAdmin } from '../helpers/kafka.js';
 import { expectExactSums, makeInputs, readSumOutputs } from '../helpers/running-sum-check.js';
-import { stoppedAfterAll } from '../helpers/workers.js';
+import { workerFactory } from '../helpers/workers.js';
 import { partitionForKey } from '../../runtime/partitioner.js';
 import { taskIdOf } from '../../runtime/assignor.js';
 
-const quiet = pino({ level: 'warn' });
-const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'weir-cadence-'));
-const workers = stoppedAfterAll();
+const newWorker = workerFactory('cadence', { guarantee: 'exactly_once', logger: pino({ level: 'warn' }) });
 
 async function committedOffsets(groupId: string, topic: string): Promise<Map<number, number>> {
   return withAdmin(async (admin) => {
@@ -46,18 +40,13 @@ describe('Commit cadence on the real broker (exactly_once)', () => {
     }
     for (const n of perPartition.values()) expect(n % bound).toBeGreaterThan(0);
 
-    const worker = new Worker({
+    const worker = newWorker({
       applicationId: app,
       topology: runningSumTopology({ input, output, partitions }),
-      brokers: brokers(),
-      stateDir: tmp(),
-      guarantee: 'exactly_once',
       // far longer than the test: every commit before stop() comes from the record bound
       commitIntervalMs: 600_000,
       commitMaxRecords: bound,
-      logger: quiet,
     });
-    workers.push(worker);
     const commits: CommitInfo[] = [];
     const processed = new Map<string, number>();
     worker.on('task.committed', (info) => commits.push(info));
@@ -98,15 +87,7 @@ describe('Commit cadence on the real broker (exactly_once)', () => {
       { topic: input, partitions: 1 },
       { topic: output, partitions: 1 },
     ]);
-    const worker = new Worker({
-      applicationId: app,
-      topology: runningSumTopology({ input, output, partitions: 1 }),
-      brokers: brokers(),
-      stateDir: tmp(),
-      guarantee: 'exactly_once',
-      logger: quiet,
-    });
-    workers.push(worker);
+    const worker = newWorker({ applicationId: app, topology: runningSumTopology({ input, output, partitions: 1 }) });
     const commits: CommitInfo[] = [];
     worker.on('task.committed', (info) => commits.push(info));
     await worker.start();

@@ -1,15 +1,14 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import pino from 'pino';
-import { Worker, Serdes, TopologyBuilder, type Processor, type ProcessorContext, type Record } from '../../index.js';
-import { brokers, createTopics, produce, readAll, unique, waitFor } from '../helpers/kafka.js';
+import { Serdes, TopologyBuilder, type Processor, type ProcessorContext, type Record } from '../../index.js';
+import { PartitionReader } from '../../runtime/partition-reader.js';
+import { createTopics, kafka, produce, unique, waitFor } from '../helpers/kafka.js';
+import { workerFactory } from '../helpers/workers.js';
 
-const quiet = pino({ level: 'warn' });
-const workers: Worker[] = [];
+const newWorker = workerFactory('punct', { guarantee: 'exactly_once', logger: pino({ level: 'warn' }) });
+const readers: PartitionReader[] = [];
 afterAll(async () => {
-  await Promise.all(workers.map((w) => w.stop().catch(() => undefined)));
+  for (const r of readers) await r.close();
 });
 
 const STREAM_INTERVAL = 1000;
@@ -36,13 +35,26 @@ interface Output {
   inTransaction: boolean;
 }
 
-/** The output topic read_committed, with whether each record was written inside a transaction. */
-async function outputs(topic: string): Promise<Output[]> {
-  return (await readAll(topic, 1)).map((m) => ({
-    key: m.key!.toString(),
-    value: Number(m.value!.toString()),
-    inTransaction: (m as { batchContext?: { inTransaction?: boolean } }).batchContext?.inTransaction === true,
-  }));
+/**
+ * Reads the (single-partition) output topic read_committed, with whether each record was written inside a
+ * transaction: each call reads it all again, through one reader kept open for the file's tests.
+ */
+function outputsOf(topic: string): () => Promise<Output[]> {
+  const reader = new PartitionReader(kafka());
+  readers.push(reader);
+  return async () => {
+    const out: Output[] = [];
+    await reader.read(topic, 0, null, (messages) => {
+      for (const m of messages) {
+        out.push({
+          key: m.key!.toString(),
+          value: Number(m.value!.toString()),
+          inTransaction: (m as { batchContext?: { inTransaction?: boolean } }).batchContext?.inTransaction === true,
+        });
+      }
+    });
+    return out;
+  };
 }
 
 const valuesOf = (out: Output[], key: string) => out.filter((o) => o.key === key).map((o) => o.value);
@@ -61,20 +73,13 @@ describe('Punctuators on the real worker (exactly_once)', () => {
       .addProcessor('punctuating', () => new Punctuating(), 'in')
       .addSink('out', { topic: output, keySerde: Serdes.string(), valueSerde: Serdes.string() }, 'punctuating')
       .build();
-    const worker = new Worker({
-      applicationId: app,
-      topology,
-      brokers: brokers(),
-      stateDir: mkdtempSync(path.join(os.tmpdir(), 'weir-punct-')),
-      guarantee: 'exactly_once',
-      logger: quiet,
-    });
-    workers.push(worker);
+    const worker = newWorker({ applicationId: app, topology });
+    const outputs = outputsOf(output);
     await worker.start();
 
     // Before any input: the wall-clock punctuator runs and its outputs commit.
-    await waitFor('wall-clock punctuations before any input', async () => valuesOf(await outputs(output), 'wall').length >= 2, 60_000, 200);
-    expect(valuesOf(await outputs(output), 'stream')).toEqual([]);
+    await waitFor('wall-clock punctuations before any input', async () => valuesOf(await outputs(), 'wall').length >= 2, 60_000, 200);
+    expect(valuesOf(await outputs(), 'stream')).toEqual([]);
 
     // Event times near now (the broker's retention deletes older ones), on a whole stream-time interval.
     const t0 = Math.floor(Date.now() / STREAM_INTERVAL) * STREAM_INTERVAL;
@@ -82,8 +87,8 @@ describe('Punctuators on the real worker (exactly_once)', () => {
     const feed = async (...offsets: number[]) => {
       await produce(input, 1, offsets.map((o, i) => ({ key: `k${i}`, value: 'x', timestamp: t0 + o })));
       const last = t0 + offsets[offsets.length - 1]!;
-      await waitFor(`the echo of the record at t0+${offsets[offsets.length - 1]}`, async () => valuesOf(await outputs(output), 'echo').includes(last), 60_000, 200);
-      return valuesOf(await outputs(output), 'stream').map((t) => t - t0);
+      await waitFor(`the echo of the record at t0+${offsets[offsets.length - 1]}`, async () => valuesOf(await outputs(), 'echo').includes(last), 60_000, 200);
+      return valuesOf(await outputs(), 'stream').map((t) => t - t0);
     };
 
     // Scheduled at init (stream time -1, next due at one interval): the first record's time is past it.
@@ -94,11 +99,11 @@ describe('Punctuators on the real worker (exactly_once)', () => {
     expect(await feed(2600)).toEqual([0, 1000, 2600]);
 
     // With no more input, the wall clock keeps firing.
-    const wallBefore = valuesOf(await outputs(output), 'wall').length;
-    await waitFor('wall-clock punctuations after the input stopped', async () => valuesOf(await outputs(output), 'wall').length >= wallBefore + 3, 60_000, 200);
+    const wallBefore = valuesOf(await outputs(), 'wall').length;
+    await waitFor('wall-clock punctuations after the input stopped', async () => valuesOf(await outputs(), 'wall').length >= wallBefore + 3, 60_000, 200);
     await worker.stop();
 
-    const all = await outputs(output);
+    const all = await outputs();
     const wall = valuesOf(all, 'wall');
     // Once per interval at most: a late firing passes the current time, and the schedule stays on its grid.
     for (let i = 1; i < wall.length; i++) expect(wall[i]!).toBeGreaterThan(wall[i - 1]!);

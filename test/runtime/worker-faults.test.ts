@@ -3,15 +3,15 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { partitionForKey, Serdes, StateDirLockedError, Worker } from '../../index.js';
+import { partitionForKey, StateDirLockedError, Worker } from '../../index.js';
 import { changelogTopicName } from '../../state/store-manager.js';
 import { RocksDbBackend } from '../../state/rocksdb-backend.js';
 import { StateDirectory } from '../../state/state-directory.js';
 import { taskIdOf } from '../../runtime/assignor.js';
 import { PartitionReader } from '../../runtime/partition-reader.js';
-import { runningSumTopology, type SumInput, type SumOutput } from '../fixtures/running-sum.js';
+import { runningSumTopology, type SumInput } from '../fixtures/running-sum.js';
 import { brokers, createTopics, drained, kafka, produce, readAll, unique, waitFor, withAdmin } from '../helpers/kafka.js';
-import { expectChangelogState, expectExactSums, expectedTotals, makeInputs } from '../helpers/running-sum-check.js';
+import { expectChangelogState, expectExactSums, expectedTotals, makeInputs, readSumOutputs } from '../helpers/running-sum-check.js';
 import { ChildWorker, type ChildEvent } from '../helpers/processes.js';
 import { TransactionProbe } from '../helpers/transactions.js';
 
@@ -59,11 +59,6 @@ function startWorker(s: { input: string; output: string; app: string }, stateDir
 }
 
 const toRecords = (inputs: Inputs) => inputs.map((i) => ({ key: i.key, value: JSON.stringify(i.value) }));
-
-async function outputs(topic: string) {
-  const json = Serdes.json<SumOutput>();
-  return (await readAll(topic, PARTITIONS)).map((m) => ({ key: m.key!.toString(), value: json.deserialize(m.value!) }));
-}
 
 type ReadyEvent = ChildEvent & { memberId: string | null; tasks: string[] };
 const isReady = (e: ChildEvent): e is ReadyEvent => e.event === 'ready';
@@ -259,7 +254,7 @@ describe('exactly-once under faults (worker processes, real broker)', () => {
       last.kill('SIGTERM');
       expect(await last.waitExit()).toBe(0);
 
-      const committed = await outputs(s.output);
+      const committed = await readSumOutputs(s.output, PARTITIONS);
       expectExactSums(inputs, committed);
       // The killed transactions' outputs are in the topic, aborted: read_uncommitted sees them, read_committed not.
       const uncommitted = await probe.countUncommitted(s.output, PARTITIONS);
@@ -301,7 +296,7 @@ describe('exactly-once under faults (worker processes, real broker)', () => {
     b.kill('SIGTERM');
     expect(await a.waitExit()).toBe(0);
     expect(await b.waitExit()).toBe(0);
-    expectExactSums(inputs, await outputs(s.output));
+    expectExactSums(inputs, await readSumOutputs(s.output, PARTITIONS));
     expectChangelogState(inputs, await readAll(changelogTopicName(s.app, STORE), PARTITIONS));
   }, 400_000);
 
@@ -338,7 +333,7 @@ describe('exactly-once under faults (worker processes, real broker)', () => {
     await waitFor('the input to drain', () => drained(s.app, s.input), 240_000, 500);
     b.kill('SIGTERM');
     expect(await b.waitExit()).toBe(0);
-    expectExactSums(inputs, await outputs(s.output));
+    expectExactSums(inputs, await readSumOutputs(s.output, PARTITIONS));
     expectChangelogState(inputs, await readAll(changelogTopicName(s.app, STORE), PARTITIONS));
   }, 400_000);
 
@@ -397,7 +392,7 @@ describe('exactly-once under faults (worker processes, real broker)', () => {
     await waitFor('phase 2 to drain', () => drained(s.app, s.input), 120_000, 500);
     w4.kill('SIGTERM');
     expect(await w4.waitExit()).toBe(0);
-    expectExactSums([...first, ...second], await outputs(s.output));
+    expectExactSums([...first, ...second], await readSumOutputs(s.output, PARTITIONS));
     expectChangelogState([...first, ...second], await readAll(changelogTopicName(s.app, STORE), PARTITIONS));
   }, 300_000);
 

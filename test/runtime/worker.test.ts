@@ -1,17 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import pino from 'pino';
 import { Worker, BrokerUnreachableError, ConfigError } from '../../index.js';
 import { runningSumTopology, type SumInput } from '../fixtures/running-sum.js';
 import { brokers, createTopics, drained, produce, unique, waitFor } from '../helpers/kafka.js';
 import { expectExactSums, makeInputs, readSumOutputs } from '../helpers/running-sum-check.js';
-import { stoppedAfterAll } from '../helpers/workers.js';
+import { workerFactory } from '../helpers/workers.js';
 
-const quiet = pino({ level: 'warn' });
-const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'weir-worker-'));
-const workers = stoppedAfterAll();
+const newWorker = workerFactory('worker', { logger: pino({ level: 'warn' }) });
 
 describe.each(['exactly_once', 'at_least_once'] as const)('Worker on the real broker (%s)', (guarantee) => {
   it('keeps exact running sums over 12 partitions and 200k records', async () => {
@@ -24,15 +19,7 @@ describe.each(['exactly_once', 'at_least_once'] as const)('Worker on the real br
     ]);
     const inputs = makeInputs(200_000, 5000);
     await produce(input, 12, inputs.map((i) => ({ key: i.key, value: JSON.stringify(i.value) })));
-    const worker = new Worker({
-      applicationId: app,
-      topology: runningSumTopology({ input, output, partitions: 12 }),
-      brokers: brokers(),
-      stateDir: tmp(),
-      guarantee,
-      logger: quiet,
-    });
-    workers.push(worker);
+    const worker = newWorker({ applicationId: app, topology: runningSumTopology({ input, output, partitions: 12 }), guarantee });
     await worker.start();
     await waitFor('the input to drain', () => drained(app, input), 240_000, 500);
     await worker.stop();
@@ -43,11 +30,10 @@ describe.each(['exactly_once', 'at_least_once'] as const)('Worker on the real br
 describe('Worker: bad use gets a clear error', () => {
   it('names the unreachable broker within a bounded time', async () => {
     const started = Date.now();
-    const worker = new Worker({
+    const worker = newWorker({
       applicationId: unique('nobroker'),
       topology: runningSumTopology({ input: 'a', output: 'b' }),
       brokers: '127.0.0.1:1',
-      stateDir: tmp(),
       connectTimeoutMs: 4000,
       logger: pino({ level: 'silent' }),
     });
@@ -59,13 +45,7 @@ describe('Worker: bad use gets a clear error', () => {
 
   it('refuses to start when an input topic is missing', async () => {
     const missing = unique('missing');
-    const worker = new Worker({
-      applicationId: unique('missing-app'),
-      topology: runningSumTopology({ input: missing, output: missing + '-out' }),
-      brokers: brokers(),
-      stateDir: tmp(),
-      logger: quiet,
-    });
+    const worker = newWorker({ applicationId: unique('missing-app'), topology: runningSumTopology({ input: missing, output: missing + '-out' }) });
     const err = await worker.start().catch((e) => e);
     expect(err).toBeInstanceOf(ConfigError);
     expect(err.message).toContain(`input topic(s) ${missing} do not exist`);

@@ -94,6 +94,18 @@ const headerText = (h: unknown): string | undefined => (h === undefined ? undefi
 
 const payment = (id: string, amount: string): Payment => ({ paymentId: id, amount: parseDecimal(amount, 4), eventTime: 1_732_406_400_000 });
 
+/** A proxy to the test registry, to take it down for the clients that reach it through the proxy. */
+const startProxy = (): Promise<OutageProxy> => {
+  const target = new URL(registryUrl());
+  return OutageProxy.start(Number(target.port), target.hostname);
+};
+
+/** A client of the test registry through `proxy`. */
+const viaProxy = (proxy: OutageProxy): SchemaRegistryClient => {
+  const target = new URL(registryUrl());
+  return new SchemaRegistryClient({ url: registryUrl().replace(`:${target.port}`, `:${proxy.port}`), requestTimeoutMs: 2000 });
+};
+
 describe('dead letters from Avro sources (exactly_once, real broker and registry)', () => {
   it('dead-letters each bad record once, naming the case and its coordinates, and outputs each good one once', async () => {
     const input = unique('avro-payments');
@@ -209,12 +221,10 @@ describe('dead letters from Avro sources (exactly_once, real broker and registry
     }
 
     // the worker reaches the registry through a proxy that can be taken down
-    const target = new URL(registryUrl());
-    const proxy = await OutageProxy.start(Number(target.port), target.hostname);
+    const proxy = await startProxy();
     proxy.down();
     try {
-      const viaProxy = new SchemaRegistryClient({ url: registryUrl().replace(`:${target.port}`, `:${proxy.port}`), requestTimeoutMs: 2000 });
-      const worker = newWorker({ applicationId: app, topology: topology(input, output, avroSerde<Payment>(viaProxy, PAYMENT)) });
+      const worker = newWorker({ applicationId: app, topology: topology(input, output, avroSerde<Payment>(viaProxy(proxy), PAYMENT)) });
       let deadLettered = 0;
       worker.on('dead-letter', () => deadLettered++);
       await worker.start();
@@ -347,15 +357,6 @@ describe('fail policies (exactly_once, real broker and registry)', () => {
 });
 
 describe('schemas and ids are asked for once (real registry behind a proxy)', () => {
-  const viaProxy = (proxy: OutageProxy) => {
-    const target = new URL(registryUrl());
-    return new SchemaRegistryClient({ url: registryUrl().replace(`:${target.port}`, `:${proxy.port}`), requestTimeoutMs: 2000 });
-  };
-  const startProxy = () => {
-    const target = new URL(registryUrl());
-    return OutageProxy.start(Number(target.port), target.hostname);
-  };
-
   it('decodes another record of a schema id it has seen with the registry unreachable', async () => {
     const topic = unique('avro-cached-read');
     subjects.push(`${topic}-value`);

@@ -26,9 +26,9 @@ import { PostgresSink } from '../../sinks/postgres/postgres-sink.js';
 import { postgresWriters } from '../../sinks/postgres/writers.js';
 import { RedisSink } from '../../sinks/redis/redis-sink.js';
 import { redisWriters } from '../../sinks/redis/writers.js';
-import { SinkRunner, type SinkRunnerEvents } from '../../sinks/sink-runner.js';
+import { SinkRunner } from '../../sinks/sink-runner.js';
 import { tradesTopology, TradesTopics } from '../../topologies/trades.js';
-import type { ledgerEntries, positions } from '../fixtures/sink-data.js';
+import { entryKey, type ledgerEntries, type positions } from '../fixtures/sink-data.js';
 import { tradesSerdes } from '../fixtures/trades-driver.js';
 import { generateTrades } from '../fixtures/trades-generator.js';
 import { brokers, drained, kafka, produce, readAll, unique, waitFor, withAdmin } from '../helpers/kafka.js';
@@ -41,6 +41,7 @@ import {
   PG,
   pgClient,
   pgStoredOffsets,
+  recordHistory,
   REDIS,
   redisClient,
   redisStoredOffsets,
@@ -144,11 +145,7 @@ describe('a database outage while the trades application runs (real Kafka, Postg
     });
     const redisRunner = new SinkRunner({ ...runnerSettings, sink: redisSink, topics: { [topics.positions]: json } });
     cleanups.push(() => pgRunner.stop(), () => redisRunner.stop());
-    const breakerMoves = new Map<SinkRunner, Array<SinkRunnerEvents['breaker']['to']>>([
-      [pgRunner, []],
-      [redisRunner, []],
-    ]);
-    for (const [runner, moves] of breakerMoves) runner.on('breaker', (e) => moves.push(e.to));
+    const histories = new Map([pgRunner, redisRunner].map((runner) => [runner, recordHistory(runner)]));
     const pgStored = () => pgStoredOffsets(control, schema, pgSink.name);
     const redisStored = () => redisStoredOffsets(redis, prefix, redisSink.name);
 
@@ -234,7 +231,7 @@ describe('a database outage while the trades application runs (real Kafka, Postg
 
     await outage('Postgres', pgProxy, pgRunner, pgStored, redisStored);
     await outage('Redis', redisProxy, redisRunner, redisStored, pgStored);
-    for (const [runner, moves] of breakerMoves) expect(moves, runner.name).toEqual(expect.arrayContaining(['open', 'half-open', 'closed']));
+    for (const [runner, { breaker }] of histories) expect(breaker.map((b) => b.to), runner.name).toEqual(expect.arrayContaining(['open', 'half-open', 'closed']));
 
     // ---- the rest of the input; everything drains through the worker and both sinks
     await send(gen.events.length - sent);
@@ -251,7 +248,7 @@ describe('a database outage while the trades application runs (real Kafka, Postg
     const ledgerOut = (await readAll(topics.ledger, PARTITIONS)).map((m) => tradesSerdes.ledgerEntries.deserialize(m.value!));
     const positionsOut = (await readAll(topics.positions, PARTITIONS)).map((m) => tradesSerdes.positions.deserialize(m.value!));
     expect(ledgerOut).toHaveLength(expectedLedgerEntries(gen.unique));
-    const ledger: ReturnType<typeof ledgerEntries>['expected'] = new Map(ledgerOut.map((e: LedgerEntry) => [e.entryId, { ...e, amountText: formatDecimal(e.amount, Scale.notional) }]));
+    const ledger: ReturnType<typeof ledgerEntries>['expected'] = new Map(ledgerOut.map((e: LedgerEntry) => [entryKey(e), { ...e, amountText: formatDecimal(e.amount, Scale.notional) }]));
     expect(ledger.size).toBe(ledgerOut.length);
     const latest = new Map<string, Position>();
     for (const p of positionsOut) latest.set(`${p.accountId}|${p.instrument}`, p);

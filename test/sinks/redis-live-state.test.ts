@@ -7,6 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { RedisSink } from '../../sinks/redis/redis-sink.js';
+import { keysStartingWith } from '../../sinks/redis/keys.js';
 import { routingLiveStateWriters } from '../../sinks/redis/routing-live-state.js';
 import { SinkRunner, type SinkRunnerConfig } from '../../sinks/sink-runner.js';
 import { partitionForKey } from '../../runtime/partitioner.js';
@@ -144,10 +145,7 @@ async function liveKeys(prefix: string): Promise<{ load: Map<string, Map<string,
   const load = new Map<string, Map<string, string>>();
   const depth = new Map<string, Map<string, string>>();
   const other: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await scope.control.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
+  for await (const keys of keysStartingWith(scope.control, `${prefix}:`)) {
     for (const key of keys) {
       const rest = key.slice(prefix.length + 1);
       if (rest.startsWith('offsets:')) continue;
@@ -157,7 +155,7 @@ async function liveKeys(prefix: string): Promise<{ load: Map<string, Map<string,
       else if (kind === 'queue-depth') depth.set(tenant, fields);
       else other.push(key);
     }
-  } while (cursor !== '0');
+  }
   return { load, depth, other };
 }
 

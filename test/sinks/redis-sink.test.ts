@@ -7,7 +7,7 @@ import { OffsetConflictError } from '../../sinks/errors.js';
 import { RedisSink } from '../../sinks/redis/redis-sink.js';
 import { redisKeys, redisWriters } from '../../sinks/redis/writers.js';
 import { SinkRunner, type SinkRunnerConfig } from '../../sinks/sink-runner.js';
-import { positions, routingDecisions } from '../fixtures/sink-data.js';
+import { decisionKey, positions, routingDecisions } from '../fixtures/sink-data.js';
 import { buildSink, type SinkSpec } from '../fixtures/sink-factory.js';
 import { brokers, createTopics, unique, waitFor } from '../helpers/kafka.js';
 import {
@@ -199,7 +199,7 @@ describe('Redis sink (real Kafka, real Redis)', () => {
     const expectedPos = new Map<string, (typeof pos.rows)[number]>();
     for (const i of [0, 2]) for (const row of third(pos.rows, i)) expectedPos.set(`${row.accountId}|${row.instrument}`, row);
     const expectedRouting = new Map<string, (typeof routing.records)[number]['value']>();
-    for (const i of [0, 2]) for (const r of third(routing.records, i)) expectedRouting.set(r.value.conversationId, r.value);
+    for (const i of [0, 2]) for (const r of third(routing.records, i)) expectedRouting.set(decisionKey(r.value), r.value);
     await expectKeysExact(spec.prefix!, { positions: expectedPos, routing: expectedRouting });
   });
 

@@ -7,18 +7,21 @@
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
-import { deleteUnder } from '../../sinks/redis/keys.js';
+import { deleteUnder, keysStartingWith } from '../../sinks/redis/keys.js';
 import { partitionForKey } from '../../runtime/partitioner.js';
 import { Serdes } from '../../runtime/serde.js';
-import { ensureDatabase } from '../../sinks/postgres/migrate.js';
+import { dropSchema, ensureDatabase } from '../../sinks/postgres/migrate.js';
+import { killRedisConnections, terminatePostgresConnections } from '../../bench/chaos/faults.js';
 import { quoteIdent } from '../../sinks/postgres/writers.js';
 import { redisKeys, type PositionJson, type RoutingDecisionJson } from '../../sinks/redis/writers.js';
 import type { SinkRunner, SinkRunnerEvents } from '../../sinks/sink-runner.js';
-import type { Keyed, positions, routingDecisions } from '../fixtures/sink-data.js';
+import { decisionKey, type Keyed, type positions, type routingDecisions } from '../fixtures/sink-data.js';
 import { brokers, kafka, unique, waitFor, withAdmin } from '../helpers/kafka.js';
 import { ChildWorker } from '../helpers/processes.js';
 
 export const PG = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'weir' };
+/** The test database as a connection URL (DATABASE_URL), for the processes that take one. */
+export const PG_URL = `postgres://${PG.user}@${PG.host}:${PG.port}/${PG.database}`;
 
 const json = Serdes.json<unknown>();
 
@@ -276,9 +279,7 @@ export function freshSchema(label: string): string {
   return unique(`sinktest_${label}`).replace(/-/g, '_');
 }
 
-export async function dropSchema(c: pg.Client, schema: string): Promise<void> {
-  await c.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`);
-}
+export { dropSchema };
 
 export async function pgStoredOffsets(c: pg.Client, schema: string, sink: string): Promise<Map<string, bigint>> {
   const res = await c.query<{ topic: string; partition: number; next_offset: string }>(
@@ -288,15 +289,8 @@ export async function pgStoredOffsets(c: pg.Client, schema: string, sink: string
   return new Map(res.rows.map((r) => [`${r.topic}:${r.partition}`, BigInt(r.next_offset)]));
 }
 
-/** Terminate the sink's connections (by application_name); returns how many were cut. */
-export async function terminateSinkConnections(c: pg.Client, sink: string): Promise<number> {
-  const res = await c.query(
-    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-      WHERE datname = $1 AND application_name = $2 AND pid <> pg_backend_pid()`,
-    [PG.database, `weir-sink:${sink}`],
-  );
-  return res.rowCount ?? 0;
-}
+/** Terminate the sink's connections (by application_name) in the test database; returns how many were cut. */
+export const terminateSinkConnections = (c: pg.Client, sink: string): Promise<number> => terminatePostgresConnections(c, PG.database, sink);
 
 // ---- Redis -------------------------------------------------------------------------------------------------
 
@@ -310,22 +304,12 @@ export function redisClient(): Redis {
 export const redisSinkTests = (): SinkTests<Redis> => sinkTests(redisClient, deleteUnder, (c) => c.quit());
 
 export async function redisStoredOffsets(r: Redis, prefix: string, sink: string): Promise<Map<string, bigint>> {
-  const all = await r.hgetall(`${prefix}:offsets:${sink}`);
+  const all = await r.hgetall(redisKeys.offsets(prefix, sink));
   return new Map(Object.entries(all).map(([k, v]) => [k, BigInt(v)]));
 }
 
-/** CLIENT KILL ID every connection named `weir-sink:<sink>`; returns how many were cut. */
-export async function killSinkConnections(r: Redis, sink: string): Promise<number> {
-  const list = (await r.client('LIST')) as string;
-  const ids = list
-    .split('\n')
-    .filter((line) => new RegExp(`(^| )name=weir-sink:${sink}( |$)`).test(line))
-    .map((line) => /(?:^| )id=(\d+)/.exec(line)?.[1])
-    .filter((id): id is string => id !== undefined);
-  let n = 0;
-  for (const id of ids) n += Number(await r.client('KILL', 'ID', id).catch(() => 0));
-  return n;
-}
+/** CLIENT KILL every connection of the sink; returns how many were cut. */
+export { killRedisConnections as killSinkConnections };
 
 /** Delete every key `<prefix>:*`. */
 export { deleteUnder as deleteKeys };
@@ -338,12 +322,7 @@ export interface ExpectedKeys {
 /** Every key under the prefix (but the offsets) is an expected one, with exactly the expected value, and none is missing. */
 export async function expectRedisKeysExact(r: Redis, prefix: string, expected: ExpectedKeys): Promise<void> {
   const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, found] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    keys.push(...found);
-  } while (cursor !== '0');
+  for await (const found of keysStartingWith(r, `${prefix}:`)) keys.push(...found);
   const wrong: string[] = [];
   let positionFields = 0;
   let decisions = 0;
@@ -374,7 +353,7 @@ export async function expectRedisKeysExact(r: Redis, prefix: string, expected: E
     } else if (key.startsWith(`${prefix}:routing-decision:`)) {
       decisions++;
       const got = JSON.parse((await r.get(key))!) as RoutingDecisionJson;
-      const want = expected.routing?.get(got.conversationId);
+      const want = expected.routing?.get(decisionKey(got));
       if (want === undefined || key !== redisKeys.routingDecision(prefix, want.tenantId, want.conversationId) || JSON.stringify(got) !== JSON.stringify(want)) {
         wrong.push(`${key}: ${JSON.stringify(got)} ≠ ${JSON.stringify(want)}`);
       }
